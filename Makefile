@@ -1,0 +1,73 @@
+# naflops: build, test, install. See README.md.
+CC ?= cc
+PREFIX ?= /usr/local
+BUILD ?= build
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
+
+CORE_SRC := $(wildcard src/*.c)
+HOOK_SRC := $(wildcard hooks/*.c)
+LIB := $(BUILD)/libnaflops.so
+BOOTSTRAP_H := $(BUILD)/gen/py_bootstrap.h
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+ASAN_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit-asan/%,$(UNIT_SRC))
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+PYTHON ?= $(shell scripts/setup-test-env --python)
+PYTEST_ARGS ?=
+
+.PHONY: all unit unit-asan unit-valgrind integration test demo install clean env
+all: $(LIB)
+
+# The bootstrap Python source, as a C string literal.
+$(BOOTSTRAP_H): hooks/py_bootstrap.py
+	@mkdir -p $(dir $@)
+	awk 'BEGIN { print "static const char nf_py_bootstrap_source[] =" } \
+	     { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print "    \"" $$0 "\\n\"" } \
+	     END { print ";" }' $< > $@
+
+# -z defs: every symbol must resolve against libc alone, so that the library loads
+# into any process (no libpython, no CUDA), even with LD_BIND_NOW=1.
+$(LIB): $(CORE_SRC) $(HOOK_SRC) $(wildcard src/*.h hooks/*.h) $(BOOTSTRAP_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -shared -Wl,-z,defs -o $@ $(CORE_SRC) $(HOOK_SRC) -ldl -lpthread
+
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
+
+$(BUILD)/unit-asan/%: tests/unit/%.c $(CORE_SRC) $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN_FLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+unit-asan: $(ASAN_BIN)
+	@set -e; for t in $(ASAN_BIN); do echo "== $$t (asan+ubsan)"; $$t; done
+
+unit-valgrind: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t (valgrind)"; \
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+
+env:
+	scripts/setup-test-env
+
+integration: $(LIB) env
+	NAFLOPS_LIB=$(abspath $(LIB)) $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+test: unit unit-asan unit-valgrind integration
+
+demo: $(LIB) env
+	LD_PRELOAD=$(abspath $(LIB)) $(PYTHON) scripts/demo.py
+
+install: $(LIB)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libnaflops.so
+
+clean:
+	rm -rf $(BUILD)

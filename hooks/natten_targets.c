@@ -1,0 +1,60 @@
+#include "natten_targets.h"
+
+#include <stddef.h>
+
+const char *const nf_role_param[NF_ROLE_COUNT] = {
+    [NF_ROLE_QUERY] = "query",
+    [NF_ROLE_ATTN] = "attn",
+    [NF_ROLE_KEY] = "key",
+    [NF_ROLE_VALUE] = "value",
+    [NF_ROLE_KERNEL] = "kernel_size",
+    [NF_ROLE_DILATION] = "dilation",
+    [NF_ROLE_STRIDE] = "stride",
+    [NF_ROLE_CAUSAL] = "is_causal",
+    [NF_ROLE_ADD_KEYS] = "additional_keys",
+    [NF_ROLE_ADD_VALUES] = "additional_values",
+    [NF_ROLE_CU_SEQLEN_Q] = "cumulative_seqlen_Q",
+    [NF_ROLE_CU_SEQLEN_KV] = "cumulative_seqlen_KV",
+    [NF_ROLE_SEQLENS_Q] = "seqlens_Q",
+    [NF_ROLE_SEQLENS_KV] = "seqlens_KV",
+};
+
+#define OP(mod, fn, kind, layout) {mod, #fn, #fn, kind, layout, NULL}
+#define MARK(mod, fn, backend) {mod, #fn, #fn, NF_KIND_FUSED, NF_HEADS_LAST, backend}
+
+const nf_target nf_targets[] = {
+    /* Fused NA, heads last: 0.17 (FNA or Flex) and 0.20+ (every backend). */
+    OP("natten.functional", na1d, NF_KIND_FUSED, NF_HEADS_LAST),
+    OP("natten.functional", na2d, NF_KIND_FUSED, NF_HEADS_LAST),
+    OP("natten.functional", na3d, NF_KIND_FUSED, NF_HEADS_LAST),
+    /* 0.20+: the generic NA entry point (na*d call it) and plain attention. */
+    OP("natten.functional", neighborhood_attention_generic, NF_KIND_FUSED, NF_HEADS_LAST),
+    OP("natten.functional", attention, NF_KIND_ATTENTION, NF_HEADS_LAST),
+    /* 0.17 unfused ops, heads first. */
+    OP("natten.functional", na1d_qk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", na2d_qk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", na3d_qk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", na1d_av, NF_KIND_AV, NF_HEADS_FIRST),
+    OP("natten.functional", na2d_av, NF_KIND_AV, NF_HEADS_FIRST),
+    OP("natten.functional", na3d_av, NF_KIND_AV, NF_HEADS_FIRST),
+    /* 0.17 torch.library ops (inference only). */
+    OP("natten.experimental", na1d, NF_KIND_FUSED, NF_HEADS_LAST),
+    OP("natten.experimental", na2d, NF_KIND_FUSED, NF_HEADS_LAST),
+    OP("natten.experimental", na3d, NF_KIND_FUSED, NF_HEADS_LAST),
+
+    /* Backend markers. */
+    MARK("natten.flex", flex_na1d, "flex"),
+    MARK("natten.flex", flex_na2d, "flex"),
+    MARK("natten.flex", flex_na3d, "flex"),
+    MARK("natten.backends.flex", flex_fna_generic, "flex-fna"),
+    MARK("natten.backends.flex", flex_fmha, "flex-fmha"),
+    MARK("natten.backends.fna", cutlass_fna_generic, "cutlass-fna"),
+    MARK("natten.backends.fmha", cutlass_fmha, "cutlass-fmha"),
+    MARK("natten.backends.hopper_fna", cutlass_hopper_fna_generic, "hopper-fna"),
+    MARK("natten.backends.hopper_fmha", cutlass_hopper_fmha, "hopper-fmha"),
+    MARK("natten.backends.blackwell_fna", cutlass_blackwell_fna_generic, "blackwell-fna"),
+    MARK("natten.backends.blackwell_fmha", cutlass_blackwell_fmha, "blackwell-fmha"),
+    MARK("natten.backends.reference", reference_fna_generic, "reference-fna"),
+};
+
+const int nf_target_count = (int)(sizeof nf_targets / sizeof nf_targets[0]);

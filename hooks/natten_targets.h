@@ -1,0 +1,47 @@
+/* Which NATTEN entry points the hooks wrap, and what each one means.
+ *
+ * This is data: one row per (module, function). Rows whose function a release does
+ * not have are skipped, so one table serves NATTEN 0.17.x and 0.20+/0.21.x; the
+ * positions of the arguments come from each function's real signature when it is
+ * wrapped (tests check every row against the installed releases). */
+#ifndef NF_NATTEN_TARGETS_H
+#define NF_NATTEN_TARGETS_H
+
+#include "../src/nf_rules.h"
+
+/* Arguments the rules need, by the parameter names NATTEN gives them. */
+typedef enum nf_role {
+    NF_ROLE_QUERY = 0,     /* "query" */
+    NF_ROLE_ATTN,          /* "attn" (na*d_av) */
+    NF_ROLE_KEY,           /* "key" */
+    NF_ROLE_VALUE,         /* "value" */
+    NF_ROLE_KERNEL,        /* "kernel_size" */
+    NF_ROLE_DILATION,      /* "dilation" */
+    NF_ROLE_STRIDE,        /* "stride" (0.20+) */
+    NF_ROLE_CAUSAL,        /* "is_causal" */
+    NF_ROLE_ADD_KEYS,      /* "additional_keys" */
+    NF_ROLE_ADD_VALUES,    /* "additional_values" */
+    NF_ROLE_CU_SEQLEN_Q,   /* "cumulative_seqlen_Q" (attention, varlen) */
+    NF_ROLE_CU_SEQLEN_KV,  /* "cumulative_seqlen_KV" */
+    NF_ROLE_SEQLENS_Q,     /* "seqlens_Q" */
+    NF_ROLE_SEQLENS_KV,    /* "seqlens_KV" */
+    NF_ROLE_COUNT
+} nf_role;
+
+extern const char *const nf_role_param[NF_ROLE_COUNT];
+
+typedef struct nf_target {
+    const char *module;    /* e.g. "natten.functional" */
+    const char *function;  /* e.g. "na2d" */
+    const char *op;        /* name in reports */
+    /* A counted op, or (backend != NULL) a backend marker: a function NATTEN calls
+     * inside a counted op, which tells which backend ran it. */
+    nf_kind kind;
+    nf_layout layout;
+    const char *backend;
+} nf_target;
+
+extern const nf_target nf_targets[];
+extern const int nf_target_count;
+
+#endif

@@ -1,0 +1,86 @@
+# Run once by libnaflops.so, inside the first "import" audit event for a natten
+# module. `_c` holds the C side: targets() -> {module: [(function, index)]},
+# make(original, index, parameter_names) -> wrapper or None, set_version(str),
+# failed(str).
+#
+# A sys.meta_path finder wraps each target module the moment it has finished
+# executing, before any sibling can copy its functions with `from m import f`
+# (natten/na2d.py does that with natten.functional, natten/backends/__init__.py
+# with the Flex functions).
+import sys
+
+
+def _naflops_install(_c):
+    targets = _c["targets"]()
+    make = _c["make"]
+    state = {"version": None}
+
+    def natten_version():
+        try:
+            from importlib.metadata import version
+
+            return version("natten")
+        except Exception:
+            return ""
+
+    def wrap_module(module):
+        rows = targets.get(getattr(module, "__name__", None))
+        if not rows:
+            return
+        if state["version"] is None:
+            state["version"] = natten_version()
+            _c["set_version"](state["version"])
+        import inspect
+
+        for function, index in rows:
+            original = module.__dict__.get(function)
+            if original is None or not callable(original):
+                continue
+            try:
+                params = tuple(inspect.signature(original).parameters)
+            except (TypeError, ValueError):
+                params = ()
+            wrapper = make(original, index, params)
+            if wrapper is not None:
+                setattr(module, function, wrapper)
+
+    class NaflopsFinder:
+        def find_spec(self, name, path=None, target=None):
+            if name not in targets:
+                return None
+            for finder in sys.meta_path:
+                if finder is self:
+                    continue
+                find = getattr(finder, "find_spec", None)
+                if find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+            exec_module = getattr(spec.loader, "exec_module", None)
+            if exec_module is None:
+                return spec
+
+            def exec_and_wrap(module, _exec=exec_module):
+                _exec(module)
+                try:
+                    wrap_module(module)
+                except Exception as e:  # never let the counter break an import
+                    _c["failed"]("%s: %r" % (module.__name__, e))
+
+            try:
+                spec.loader.exec_module = exec_and_wrap
+            except Exception:
+                pass
+            return spec
+
+    sys.meta_path.insert(0, NaflopsFinder())
+    for name in targets:  # loaded before the finder was in place
+        if name in sys.modules:
+            wrap_module(sys.modules[name])
+
+
+_naflops_install(_c)
+del _naflops_install

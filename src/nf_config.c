@@ -1,0 +1,125 @@
+#include "nf_config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+void nf_config_defaults(nf_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backward = true;
+    cfg->format = NF_FORMAT_JSON;
+    cfg->summary = NF_SUMMARY_AUTO;
+    cfg->units = NF_UNITS_SI;
+}
+
+static void complain(nf_complain_fn fn, const char *name, const char *value, const char *allowed,
+                     const char *fallback) {
+    char line[512];
+    snprintf(line, sizeof line, "naflops: %s='%.200s' is not valid (allowed: %s); using %s", name,
+             value, allowed, fallback);
+    if (fn) fn(line);
+}
+
+/* One choice among names; value NULL or "" keeps the default. */
+static int parse_choice(nf_getenv_fn get, nf_complain_fn fn, const char *name,
+                        const char *const *names, int count, int *out) {
+    const char *v = get(name);
+    if (v == NULL || *v == '\0') return 0;
+    for (int i = 0; i < count; i++)
+        if (strcasecmp(v, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char allowed[256] = "";
+    for (int i = 0; i < count; i++) {
+        if (i) strncat(allowed, ", ", sizeof allowed - strlen(allowed) - 1);
+        strncat(allowed, names[i], sizeof allowed - strlen(allowed) - 1);
+    }
+    complain(fn, name, v, allowed, names[*out]);
+    return 1;
+}
+
+static int parse_bool(nf_getenv_fn get, nf_complain_fn fn, const char *name, bool *out) {
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    const char *v = get(name);
+    if (v == NULL || *v == '\0') return 0;
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) return *out = true, 0;
+        if (strcasecmp(v, no[i]) == 0) return *out = false, 0;
+    }
+    complain(fn, name, v, "1, 0, true, false, yes, no, on, off", *out ? "1" : "0");
+    return 1;
+}
+
+bool nf_config_pattern_ok(const char *p) {
+    for (; *p; p++) {
+        if (*p != '%') continue;
+        p++;
+        if (*p != 'p' && *p != 'r' && *p != 'h' && *p != '%') return false;
+    }
+    return true;
+}
+
+int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
+    static const char *const formats[] = {"json", "csv"};
+    static const char *const summaries[] = {"auto", "always", "never"};
+    static const char *const units[] = {"si", "exact"};
+    int bad = 0, v;
+
+    bad += parse_bool(get, fn, "NAFLOPS_DISABLE", &cfg->disabled);
+    bad += parse_bool(get, fn, "NAFLOPS_BACKWARD", &cfg->backward);
+    v = (int)cfg->format;
+    bad += parse_choice(get, fn, "NAFLOPS_FORMAT", formats, 2, &v);
+    cfg->format = (nf_format)v;
+    v = (int)cfg->summary;
+    bad += parse_choice(get, fn, "NAFLOPS_SUMMARY", summaries, 3, &v);
+    cfg->summary = (nf_summary)v;
+    v = (int)cfg->units;
+    bad += parse_choice(get, fn, "NAFLOPS_UNITS", units, 2, &v);
+    cfg->units = (nf_units)v;
+
+    const char *out = get("NAFLOPS_OUTPUT");
+    if (out != NULL && *out != '\0') {
+        if (strlen(out) >= sizeof cfg->output) {
+            complain(fn, "NAFLOPS_OUTPUT", out, "a path shorter than 4096 bytes", "no dump");
+            bad++;
+        } else if (!nf_config_pattern_ok(out)) {
+            complain(fn, "NAFLOPS_OUTPUT", out, "a path whose only escapes are %p, %r, %h and %%",
+                     "no dump");
+            bad++;
+        } else {
+            strcpy(cfg->output, out);
+        }
+    }
+    return bad;
+}
+
+int nf_config_expand_path(const char *p, long pid, const char *rank, const char *host, char *out,
+                          size_t len) {
+    size_t n = 0;
+    char num[32];
+    for (; *p; p++) {
+        const char *piece;
+        char one[2] = {*p, '\0'};
+        if (*p == '%') {
+            p++;
+            switch (*p) {
+            case 'p': snprintf(num, sizeof num, "%ld", pid); piece = num; break;
+            case 'r': piece = rank; break;
+            case 'h': piece = host; break;
+            case '%': piece = "%"; break;
+            default: return -1;
+            }
+        } else {
+            piece = one;
+        }
+        size_t k = strlen(piece);
+        if (n + k >= len) return -1;
+        memcpy(out + n, piece, k);
+        n += k;
+    }
+    if (len == 0) return -1;
+    out[n] = '\0';
+    return 0;
+}

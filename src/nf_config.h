@@ -1,0 +1,41 @@
+/* NAFLOPS_* configuration, parsed in one place. A bad value gets one line naming
+ * the variable, the value and what is allowed, and the default is used. */
+#ifndef NF_CONFIG_H
+#define NF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum nf_format { NF_FORMAT_JSON = 0, NF_FORMAT_CSV } nf_format;
+typedef enum nf_summary { NF_SUMMARY_AUTO = 0, NF_SUMMARY_ALWAYS, NF_SUMMARY_NEVER } nf_summary;
+typedef enum nf_units { NF_UNITS_SI = 0, NF_UNITS_EXACT } nf_units;
+
+#define NF_PATH_MAX 4096
+
+typedef struct nf_config {
+    bool disabled;                /* NAFLOPS_DISABLE */
+    bool backward;                /* NAFLOPS_BACKWARD */
+    nf_format format;             /* NAFLOPS_FORMAT */
+    nf_summary summary;           /* NAFLOPS_SUMMARY */
+    nf_units units;               /* NAFLOPS_UNITS */
+    char output[NF_PATH_MAX];     /* NAFLOPS_OUTPUT, a pattern; "" for no dump */
+} nf_config;
+
+/* Looks a variable up: getenv in the library, a table in tests. */
+typedef const char *(*nf_getenv_fn)(const char *name);
+/* Receives each complaint, one line without the trailing newline. */
+typedef void (*nf_complain_fn)(const char *line);
+
+void nf_config_defaults(nf_config *cfg);
+/* Fills cfg from the variables; returns the number of bad values. */
+int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn complain);
+
+/* Expands an output pattern: %p pid, %r rank (or "norank"), %h host, %% a '%'.
+ * Returns 0, or -1 when the result does not fit or the pattern has another '%'
+ * escape (the caller then writes no dump). */
+int nf_config_expand_path(const char *pattern, long pid, const char *rank, const char *host,
+                          char *out, size_t len);
+/* Whether a pattern only uses known escapes. */
+bool nf_config_pattern_ok(const char *pattern);
+
+#endif

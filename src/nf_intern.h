@@ -1,0 +1,16 @@
+/* A small process-wide table of strings (op names, dtypes, devices, backends,
+ * versions) so that ledger keys hold fixed-size ids instead of text. */
+#ifndef NF_INTERN_H
+#define NF_INTERN_H
+
+#include <stdint.h>
+
+#define NF_INTERN_MAX 1024
+#define NF_INTERN_NONE 0 /* id of the empty string: "not known" */
+
+/* Returns the id of s (adding it if new); NF_INTERN_NONE for NULL, "", or a full table. */
+uint16_t nf_intern(const char *s);
+/* The string of an id; "" for an unknown id. */
+const char *nf_intern_str(uint16_t id);
+
+#endif

@@ -1,0 +1,101 @@
+#include "nf_ledger.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Open addressing over atomic pointers: slots go from NULL to an entry once and
+ * never change again, so lookups need no lock. */
+static _Atomic(nf_entry *) slots[NF_LEDGER_CAPACITY];
+static _Atomic uint32_t created;
+static atomic_bool overflowed;
+
+void nf_key_init(nf_key *key) { memset(key, 0, sizeof *key); }
+
+static uint64_t hash_key(const nf_key *key) {
+    /* FNV-1a, 64-bit */
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < sizeof *key; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static nf_entry *new_entry(const nf_key *key) {
+    nf_u128 flops;
+    if (nf_rules_forward_flops(&key->problem, &flops) != 0) return NULL;
+    if (key->pass == NF_PASS_BACKWARD) flops = nf_rules_backward_flops(flops);
+    nf_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) return NULL;
+    e->key = *key;
+    e->flops_per_call = flops;
+    return e;
+}
+
+nf_entry *nf_ledger_entry(const nf_key *key) {
+    uint64_t h = hash_key(key);
+    nf_entry *fresh = NULL;
+    for (size_t i = 0; i < NF_LEDGER_CAPACITY; i++) {
+        _Atomic(nf_entry *) *slot = &slots[(h + i) & (NF_LEDGER_CAPACITY - 1)];
+        nf_entry *e = atomic_load_explicit(slot, memory_order_acquire);
+        if (e == NULL) {
+            if (fresh == NULL && (fresh = new_entry(key)) == NULL) return NULL;
+            fresh->order = atomic_fetch_add(&created, 1);
+            nf_entry *expected = NULL;
+            if (atomic_compare_exchange_strong(slot, &expected, fresh)) return fresh;
+            e = expected; /* another thread filled this slot first */
+        }
+        if (memcmp(&e->key, key, sizeof *key) == 0) {
+            free(fresh);
+            return e;
+        }
+    }
+    free(fresh);
+    atomic_store(&overflowed, true);
+    return NULL;
+}
+
+bool nf_ledger_add(const nf_key *key, uint64_t calls) {
+    nf_entry *e = nf_ledger_entry(key);
+    if (e == NULL) return false;
+    nf_entry_add(e, calls);
+    return true;
+}
+
+static int by_order(const void *a, const void *b) {
+    uint32_t x = (*(nf_entry *const *)a)->order, y = (*(nf_entry *const *)b)->order;
+    return (x > y) - (x < y);
+}
+
+int nf_ledger_snapshot(nf_entry **out, int max) {
+    int n = 0;
+    for (size_t i = 0; i < NF_LEDGER_CAPACITY && n < max; i++) {
+        nf_entry *e = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (e != NULL && atomic_load_explicit(&e->calls, memory_order_relaxed) > 0) out[n++] = e;
+    }
+    qsort(out, (size_t)n, sizeof *out, by_order);
+    return n;
+}
+
+void nf_ledger_reset(void) {
+    for (size_t i = 0; i < NF_LEDGER_CAPACITY; i++) {
+        nf_entry *e = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (e != NULL) atomic_store_explicit(&e->calls, 0, memory_order_relaxed);
+    }
+}
+
+bool nf_ledger_overflowed(void) { return atomic_load(&overflowed); }
+
+nf_totals nf_totals_of(nf_entry *const *entries, int n) {
+    nf_totals t = {0};
+    for (int i = 0; i < n; i++) {
+        uint64_t calls = atomic_load_explicit(&entries[i]->calls, memory_order_relaxed);
+        nf_u128 f = nf_u128_mul_sat(entries[i]->flops_per_call, calls);
+        unsigned pass = entries[i]->key.pass < NF_PASS_COUNT ? entries[i]->key.pass : 0;
+        t.flops[pass] = nf_u128_add_sat(t.flops[pass], f);
+        t.all = nf_u128_add_sat(t.all, f);
+        t.calls += calls;
+    }
+    return t;
+}

@@ -1,0 +1,249 @@
+#include "nf_report.h"
+
+#include <string.h>
+
+#include "nf_intern.h"
+
+/* "2x16x16x4x32", or "-" for an absent tensor. */
+static const char *dims_text(const int64_t *v, int n, char *buf, size_t len) {
+    if (n == 0) return "-";
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, i ? "x%lld" : "%lld", (long long)v[i]);
+    return buf;
+}
+
+static const char *causal_text(const nf_problem *p, char *buf) {
+    for (int i = 0; i < p->na_dim; i++) buf[i] = (p->causal_mask >> i) & 1 ? 'T' : 'F';
+    buf[p->na_dim] = '\0';
+    return buf;
+}
+
+static const char *text_or_dash(uint16_t id) {
+    const char *s = nf_intern_str(id);
+    return *s ? s : "-";
+}
+
+const char *nf_report_natten_version(nf_entry *const *entries, int n) {
+    for (int i = 0; i < n; i++)
+        if (entries[i]->key.version != NF_INTERN_NONE) return nf_intern_str(entries[i]->key.version);
+    return "";
+}
+
+static nf_u128 entry_flops(const nf_entry *e) {
+    return nf_u128_mul_sat(e->flops_per_call, atomic_load(&((nf_entry *)e)->calls));
+}
+
+/* ------------------------------------------------------------------ table */
+
+enum { COL_OP, COL_PASS, COL_KIND, COL_BACKEND, COL_SHAPE, COL_KERNEL, COL_DIL, COL_CAUSAL,
+       COL_DTYPE, COL_DEVICE, COL_CALLS, COL_FLOPS, NCOLS };
+static const char *const headers[NCOLS] = {"op", "pass", "kind", "backend", "shape", "kernel",
+                                           "dilation", "causal", "dtype", "device", "calls",
+                                           "FLOPs"};
+
+static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][96]) {
+    const nf_problem *p = &e->key.problem;
+    char tmp[96];
+    snprintf(cells[COL_OP], 96, "%s", text_or_dash(e->key.op));
+    snprintf(cells[COL_PASS], 96, "%s", nf_pass_name((nf_pass)e->key.pass));
+    snprintf(cells[COL_KIND], 96, "%s", nf_kind_name((nf_kind)p->kind));
+    snprintf(cells[COL_BACKEND], 96, "%s", text_or_dash(e->key.backend));
+    snprintf(cells[COL_SHAPE], 96, "%s", dims_text(p->q_shape, p->q_rank, tmp, sizeof tmp));
+    if (p->kind == NF_KIND_ATTENTION) {
+        snprintf(cells[COL_KERNEL], 96, "kv=%lld", (long long)p->k_shape[1]);
+        snprintf(cells[COL_DIL], 96, "-");
+    } else {
+        snprintf(cells[COL_KERNEL], 96, "%s", dims_text(p->kernel, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_DIL], 96, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
+    }
+    snprintf(cells[COL_CAUSAL], 96, "%s", causal_text(p, tmp));
+    snprintf(cells[COL_DTYPE], 96, "%s", text_or_dash(e->key.dtype));
+    snprintf(cells[COL_DEVICE], 96, "%s", text_or_dash(e->key.device));
+    snprintf(cells[COL_CALLS], 96, "%llu", (unsigned long long)atomic_load(&((nf_entry *)e)->calls));
+    if (units == NF_UNITS_EXACT)
+        nf_u128_to_dec(entry_flops(e), cells[COL_FLOPS]);
+    else
+        nf_u128_to_si(entry_flops(e), "FLOP", cells[COL_FLOPS], 96);
+}
+
+static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units) {
+    char a[64], b[64];
+    if (units == NF_UNITS_EXACT)
+        fprintf(f, "naflops: %-9s %s FLOP  %s MAC\n", label, nf_u128_to_dec(flops, a),
+                nf_u128_to_dec(flops / 2, b));
+    else
+        fprintf(f, "naflops: %-9s %s  (%s)\n", label, nf_u128_to_si(flops, "FLOP", a, sizeof a),
+                nf_u128_to_si(flops / 2, "MAC", b, sizeof b));
+}
+
+void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
+                     nf_units units) {
+    int width[NCOLS];
+    char cells[NCOLS][96];
+    for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(headers[c]);
+    for (int i = 0; i < n; i++) {
+        row_cells(entries[i], units, cells);
+        for (int c = 0; c < NCOLS; c++)
+            if ((int)strlen(cells[c]) > width[c]) width[c] = (int)strlen(cells[c]);
+    }
+    const char *version = nf_report_natten_version(entries, n);
+    fprintf(f, "naflops: NATTEN FLOPs of pid %ld%s%s (NATTEN %s)\n", run->pid,
+            run->rank ? ", rank " : "", run->rank ? run->rank : "", *version ? version : "unknown");
+    fputs("naflops:", f);
+    for (int c = 0; c < NCOLS; c++) fprintf(f, " %-*s", width[c], headers[c]);
+    fputc('\n', f);
+    for (int i = 0; i < n; i++) {
+        row_cells(entries[i], units, cells);
+        fputs("naflops:", f);
+        for (int c = 0; c < NCOLS; c++)
+            fprintf(f, c >= COL_CALLS ? " %*s" : " %-*s", width[c], cells[c]);
+        fputc('\n', f);
+    }
+    nf_totals t = nf_totals_of(entries, n);
+    total_line(f, "forward", t.flops[NF_PASS_FORWARD], units);
+    total_line(f, "backward", t.flops[NF_PASS_BACKWARD], units);
+    total_line(f, "total", t.all, units);
+}
+
+/* ------------------------------------------------------------------- JSON */
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_ints(FILE *f, const int64_t *v, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, i ? ", %lld" : "%lld", (long long)v[i]);
+    fputc(']', f);
+}
+
+static void json_u128(FILE *f, nf_u128 v) {
+    char buf[NF_U128_DEC_LEN];
+    fputs(nf_u128_to_dec(v, buf), f);
+}
+
+static void json_field_string(FILE *f, const char *name, const char *value) {
+    fprintf(f, "\"%s\": ", name);
+    if (value) json_string(f, value);
+    else fputs("null", f);
+}
+
+static void json_entry(FILE *f, const nf_entry *e) {
+    const nf_problem *p = &e->key.problem;
+    uint64_t calls = atomic_load(&((nf_entry *)e)->calls);
+    fputs("    {", f);
+    json_field_string(f, "op", nf_intern_str(e->key.op));
+    fputs(", ", f);
+    json_field_string(f, "pass", nf_pass_name((nf_pass)e->key.pass));
+    fputs(", ", f);
+    json_field_string(f, "kind", nf_kind_name((nf_kind)p->kind));
+    fputs(", ", f);
+    json_field_string(f, "natten_version", nf_intern_str(e->key.version));
+    fputs(", ", f);
+    json_field_string(f, "backend", e->key.backend ? nf_intern_str(e->key.backend) : NULL);
+    fputs(",\n     \"shape\": ", f);
+    json_ints(f, p->q_shape, p->q_rank);
+    fputs(", \"key_shape\": ", f);
+    if (p->k_rank) json_ints(f, p->k_shape, p->k_rank);
+    else fputs("null", f);
+    fputs(", \"value_shape\": ", f);
+    if (p->v_rank) json_ints(f, p->v_shape, p->v_rank);
+    else fputs("null", f);
+    fputs(",\n     \"kernel_size\": ", f);
+    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    else json_ints(f, p->kernel, p->na_dim);
+    fputs(", \"stride\": ", f);
+    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    else json_ints(f, p->stride, p->na_dim);
+    fputs(", \"dilation\": ", f);
+    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    else json_ints(f, p->dilation, p->na_dim);
+    fputs(", \"is_causal\": [", f);
+    for (int i = 0; i < p->na_dim; i++)
+        fprintf(f, "%s%s", i ? ", " : "", (p->causal_mask >> i) & 1 ? "true" : "false");
+    fprintf(f, "], \"additional_kv\": %lld", (long long)p->extra_kv);
+    fputs(", \"varlen_pairs\": ", f);
+    if (p->varlen_pairs) json_u128(f, p->varlen_pairs);
+    else fputs("null", f);
+    fputs(",\n     ", f);
+    json_field_string(f, "dtype", nf_intern_str(e->key.dtype));
+    fputs(", ", f);
+    json_field_string(f, "device", nf_intern_str(e->key.device));
+    fprintf(f, ", \"calls\": %llu, \"flops_per_call\": ", (unsigned long long)calls);
+    json_u128(f, e->flops_per_call);
+    fputs(", \"flops\": ", f);
+    json_u128(f, entry_flops(e));
+    fputs(", \"macs\": ", f);
+    json_u128(f, entry_flops(e) / 2);
+    fputc('}', f);
+}
+
+void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n) {
+    nf_totals t = nf_totals_of(entries, n);
+    fprintf(f, "{\n  \"schema\": \"%s\",\n  \"pid\": %ld,\n  ", NF_SCHEMA, run->pid);
+    json_field_string(f, "host", run->host);
+    fputs(",\n  ", f);
+    json_field_string(f, "rank", run->rank);
+    fputs(", ", f);
+    json_field_string(f, "local_rank", run->local_rank);
+    fputs(", ", f);
+    json_field_string(f, "world_size", run->world_size);
+    fputs(",\n  ", f);
+    const char *version = nf_report_natten_version(entries, n);
+    json_field_string(f, "natten_version", *version ? version : NULL);
+    fputs(",\n  \"ops\": [\n", f);
+    for (int i = 0; i < n; i++) {
+        json_entry(f, entries[i]);
+        fputs(i + 1 < n ? ",\n" : "\n", f);
+    }
+    fputs("  ],\n  \"totals\": {\"flops\": ", f);
+    json_u128(f, t.all);
+    fputs(", \"macs\": ", f);
+    json_u128(f, t.all / 2);
+    fputs(", \"forward_flops\": ", f);
+    json_u128(f, t.flops[NF_PASS_FORWARD]);
+    fputs(", \"backward_flops\": ", f);
+    json_u128(f, t.flops[NF_PASS_BACKWARD]);
+    fputs(", \"forward_macs\": ", f);
+    json_u128(f, t.flops[NF_PASS_FORWARD] / 2);
+    fputs(", \"backward_macs\": ", f);
+    json_u128(f, t.flops[NF_PASS_BACKWARD] / 2);
+    fprintf(f, ", \"calls\": %llu}\n}\n", (unsigned long long)t.calls);
+}
+
+/* -------------------------------------------------------------------- CSV */
+
+void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
+    fputs("op,pass,kind,natten_version,backend,shape,key_shape,value_shape,kernel_size,stride,"
+          "dilation,is_causal,additional_kv,dtype,device,calls,flops_per_call,flops,macs\n",
+          f);
+    for (int i = 0; i < n; i++) {
+        const nf_entry *e = entries[i];
+        const nf_problem *p = &e->key.problem;
+        char a[96], b[96], c[96], d[96], s[96], g[96], cz[8], x[NF_U128_DEC_LEN],
+            y[NF_U128_DEC_LEN], z[NF_U128_DEC_LEN];
+        bool attn = p->kind == NF_KIND_ATTENTION;
+        fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s\n",
+                nf_intern_str(e->key.op), nf_pass_name((nf_pass)e->key.pass),
+                nf_kind_name((nf_kind)p->kind), nf_intern_str(e->key.version),
+                nf_intern_str(e->key.backend), dims_text(p->q_shape, p->q_rank, a, sizeof a),
+                dims_text(p->k_shape, p->k_rank, b, sizeof b),
+                dims_text(p->v_shape, p->v_rank, c, sizeof c),
+                attn ? "-" : dims_text(p->kernel, p->na_dim, d, sizeof d),
+                attn ? "-" : dims_text(p->stride, p->na_dim, s, sizeof s),
+                attn ? "-" : dims_text(p->dilation, p->na_dim, g, sizeof g), causal_text(p, cz),
+                (long long)p->extra_kv, nf_intern_str(e->key.dtype), nf_intern_str(e->key.device),
+                (unsigned long long)atomic_load(&((nf_entry *)e)->calls),
+                nf_u128_to_dec(e->flops_per_call, x), nf_u128_to_dec(entry_flops(e), y),
+                nf_u128_to_dec(entry_flops(e) / 2, z));
+    }
+}

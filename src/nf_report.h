@@ -1,0 +1,29 @@
+/* Report writers: the summary table (stderr), JSON and CSV dumps. */
+#ifndef NF_REPORT_H
+#define NF_REPORT_H
+
+#include <stdio.h>
+
+#include "nf_config.h"
+#include "nf_ledger.h"
+
+/* Facts about the process that go into every report. */
+typedef struct nf_run_info {
+    long pid;
+    const char *host;
+    const char *rank;        /* RANK, or NULL */
+    const char *local_rank;  /* LOCAL_RANK, or NULL */
+    const char *world_size;  /* WORLD_SIZE, or NULL */
+} nf_run_info;
+
+#define NF_SCHEMA "naflops/1"
+
+void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
+                     nf_units units);
+void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n);
+void nf_report_csv(FILE *f, nf_entry *const *entries, int n);
+
+/* The NATTEN version of the entries ("" when none or unknown). */
+const char *nf_report_natten_version(nf_entry *const *entries, int n);
+
+#endif
