@@ -351,6 +351,23 @@ static void attach_backward(PyObject *result, nf_entry *e) {
 
 /* ------------------------------------------------------------ the wrapper */
 
+/* Records the backend that ran part of the current op. An op whose parts ran on
+ * two backends (NA plus additional KV through FMHA) reports both: "flex-fna+flex-fmha". */
+static void note_backend(const char *backend) {
+    uint16_t id = nf_intern(backend);
+    if (frame.backend == NF_INTERN_NONE) {
+        frame.backend = id;
+    } else if (frame.backend != id) {
+        char both[128];
+        const char *first = nf_intern_str(frame.backend);
+        size_t n = strlen(first);
+        if (!(n > 0 && strstr(first, backend) != NULL)) {
+            snprintf(both, sizeof both, "%s+%s", first, backend);
+            frame.backend = nf_intern(both);
+        }
+    }
+}
+
 static PyObject *call_original(const nf_wrap *w, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
     if (P.PyObject_Vectorcall != NULL) return P.PyObject_Vectorcall(w->original, args, (size_t)nargs, kwnames);
@@ -378,8 +395,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
 
     if (w->target->backend != NULL || frame.depth > 0) {
         /* A backend marker, or a NATTEN call inside a counted op: count nothing. */
-        if (w->target->backend != NULL && frame.depth > 0)
-            frame.backend = nf_intern(w->target->backend);
+        if (w->target->backend != NULL && frame.depth > 0) note_backend(w->target->backend);
         return call_original(w, args, nargs, kwnames);
     }
 

@@ -14,6 +14,24 @@ static const char *dims_text(const int64_t *v, int n, char *buf, size_t len) {
     return buf;
 }
 
+static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb) {
+    return na == nb && memcmp(a, b, sizeof(int64_t) * (size_t)na) == 0;
+}
+
+/* The query's shape, then the key's and value's where they differ from it (grouped
+ * heads, another value head dim, attention over other tokens): "2x16x4x8 k:2x20x2x8". */
+static void shape_text(const nf_problem *p, char *out, size_t len) {
+    char q[96], k[96], v[96];
+    dims_text(p->q_shape, p->q_rank, q, sizeof q);
+    bool show_k = p->k_rank && !same_dims(p->k_shape, p->k_rank, p->q_shape, p->q_rank);
+    bool show_v = p->v_rank && !same_dims(p->v_shape, p->v_rank, p->q_shape, p->q_rank) &&
+                  !(show_k && same_dims(p->v_shape, p->v_rank, p->k_shape, p->k_rank)) &&
+                  p->kind != NF_KIND_AV;
+    snprintf(out, len, "%s%s%s%s%s", q, show_k ? " k:" : "",
+             show_k ? dims_text(p->k_shape, p->k_rank, k, sizeof k) : "", show_v ? " v:" : "",
+             show_v ? dims_text(p->v_shape, p->v_rank, v, sizeof v) : "");
+}
+
 static const char *causal_text(const nf_problem *p, char *buf) {
     for (int i = 0; i < p->na_dim; i++) buf[i] = (p->causal_mask >> i) & 1 ? 'T' : 'F';
     buf[p->na_dim] = '\0';
@@ -43,19 +61,23 @@ static const char *const headers[NCOLS] = {"op", "pass", "kind", "backend", "sha
                                            "dilation", "causal", "dtype", "device", "calls",
                                            "FLOPs"};
 
-static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][96]) {
+static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][256]) {
     const nf_problem *p = &e->key.problem;
     char tmp[96];
     snprintf(cells[COL_OP], 96, "%s", text_or_dash(e->key.op));
     snprintf(cells[COL_PASS], 96, "%s", nf_pass_name((nf_pass)e->key.pass));
     snprintf(cells[COL_KIND], 96, "%s", nf_kind_name((nf_kind)p->kind));
     snprintf(cells[COL_BACKEND], 96, "%s", text_or_dash(e->key.backend));
-    snprintf(cells[COL_SHAPE], 96, "%s", dims_text(p->q_shape, p->q_rank, tmp, sizeof tmp));
+    shape_text(p, cells[COL_SHAPE], 256);
     if (p->kind == NF_KIND_ATTENTION) {
         snprintf(cells[COL_KERNEL], 96, "kv=%lld", (long long)p->k_shape[1]);
         snprintf(cells[COL_DIL], 96, "-");
     } else {
+        /* "3x3+5": a 3x3 window plus 5 additional key/value tokens */
         snprintf(cells[COL_KERNEL], 96, "%s", dims_text(p->kernel, p->na_dim, tmp, sizeof tmp));
+        if (p->extra_kv > 0)
+            snprintf(cells[COL_KERNEL] + strlen(cells[COL_KERNEL]), 32, "+%lld",
+                     (long long)p->extra_kv);
         snprintf(cells[COL_DIL], 96, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
     }
     snprintf(cells[COL_CAUSAL], 96, "%s", causal_text(p, tmp));
@@ -81,7 +103,7 @@ static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units) {
     int width[NCOLS];
-    char cells[NCOLS][96];
+    char cells[NCOLS][256];
     for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(headers[c]);
     for (int i = 0; i < n; i++) {
         row_cells(entries[i], units, cells);

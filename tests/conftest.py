@@ -1,0 +1,88 @@
+"""Shared fixtures: the library under test, the two NATTEN interpreters, and a
+helper that runs a real program under LD_PRELOAD as a separate process."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = Path(os.environ.get("NAFLOPS_LIB", ROOT / "build" / "libnaflops.so")).resolve()
+
+
+def _interpreter(flag):
+    out = subprocess.run([str(ROOT / "scripts" / "setup-test-env"), flag],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    return out
+
+
+PY021 = _interpreter("--python")
+PY017 = _interpreter("--python-017")
+
+
+@pytest.fixture(scope="session")
+def lib():
+    if not LIB.exists():
+        pytest.fail(f"{LIB} is missing: run `make` first")
+    return str(LIB)
+
+
+@pytest.fixture(scope="session")
+def py021():
+    if not Path(PY021).exists():
+        pytest.fail("NATTEN 0.21 environment missing: run scripts/setup-test-env")
+    return PY021
+
+
+@pytest.fixture(scope="session")
+def py017():
+    if not Path(PY017).exists():
+        pytest.fail("NATTEN 0.17 environment missing: run scripts/setup-test-env")
+    return PY017
+
+
+def clean_env(**extra):
+    """The environment of the test process minus any NAFLOPS_* and preload."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NAFLOPS_") and k != "LD_PRELOAD"}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Run:
+    def __init__(self, proc, dump_path):
+        self.proc = proc
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.dump_path = dump_path
+
+    @property
+    def dump(self):
+        with open(self.dump_path) as f:
+            return json.load(f)
+
+    def naflops_lines(self):
+        return [l for l in self.stderr.splitlines() if l.startswith("naflops:")]
+
+
+def run_program(python, code, tmp_path, lib=None, env=None, args=(), timeout=600):
+    """Runs `code` (a Python program) with `python`, preloading `lib` when given.
+    With a lib, the JSON dump goes to tmp_path/dump.json."""
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(code))
+    dump = tmp_path / "dump.json"
+    e = clean_env(**(env or {}))
+    if lib is not None:
+        e["LD_PRELOAD"] = lib
+        e.setdefault("NAFLOPS_OUTPUT", str(dump))
+    proc = subprocess.run([python, str(script), *args], env=e, capture_output=True,
+                          text=True, timeout=timeout, cwd=tmp_path)
+    return Run(proc, dump)
+
+
+def ops_by(dump, **match):
+    return [op for op in dump["ops"] if all(op.get(k) == v for k, v in match.items())]
