@@ -114,7 +114,8 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
     fprintf(f, "naflops: NATTEN FLOPs of pid %ld%s%s (NATTEN %s)\n", run->pid,
             run->rank ? ", rank " : "", run->rank ? run->rank : "", *version ? version : "unknown");
     fputs("naflops:", f);
-    for (int c = 0; c < NCOLS; c++) fprintf(f, " %-*s", width[c], headers[c]);
+    for (int c = 0; c < NCOLS; c++)
+        fprintf(f, c >= COL_CALLS ? " %*s" : " %-*s", width[c], headers[c]);
     fputc('\n', f);
     for (int i = 0; i < n; i++) {
         row_cells(entries[i], units, cells);

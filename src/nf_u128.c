@@ -28,7 +28,9 @@ char *nf_u128_to_si(nf_u128 v, const char *unit, char *buf, size_t len) {
     static const char prefixes[] = {' ', 'K', 'M', 'G', 'T', 'P', 'E', 'Z', 'Y', 'R', 'Q'};
     long double x = (long double)v;
     size_t p = 0;
-    while (x >= 1000.0L && p + 1 < sizeof prefixes) {
+    /* 999.95 and up would print as "1000.0": move those to the next prefix too. Whole
+     * numbers below 1000 are printed exactly, so the threshold does not affect them. */
+    while (x >= 999.95L && p + 1 < sizeof prefixes) {
         x /= 1000.0L;
         p++;
     }
