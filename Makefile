@@ -36,11 +36,11 @@ $(LIB): $(CORE_SRC) $(HOOK_SRC) $(wildcard src/*.h hooks/*.h) $(BOOTSTRAP_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -shared -Wl,-z,defs -o $@ $(CORE_SRC) $(HOOK_SRC) -ldl -lpthread
 
-$(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(wildcard src/*.h)
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/nf_unit.h $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
 
-$(BUILD)/unit-asan/%: tests/unit/%.c $(CORE_SRC) $(wildcard src/*.h)
+$(BUILD)/unit-asan/%: tests/unit/%.c tests/unit/nf_unit.h $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN_FLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
 

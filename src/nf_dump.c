@@ -27,6 +27,7 @@ int nf_dump_atomic(const char *path, void (*write_fn)(FILE *f, void *arg), void 
         errno = e;
         return -1;
     }
+    errno = 0;
     write_fn(f, arg);
     int failed = ferror(f);
     if (fclose(f) != 0 || failed) {

@@ -99,6 +99,11 @@ int nf_rules_forward_flops(const nf_problem *p, nf_u128 *out) {
     nf_u128 w;
     dims q, v;
     if (p->na_dim < 1 || p->na_dim > NF_MAX_NA_DIM) return -1;
+    /* The tensors must have the rank the spatial dims imply (attention: rank 4). */
+    int rank = p->na_dim + 3;
+    if ((p->q_rank && p->q_rank != rank) || (p->k_rank && p->k_rank != rank) ||
+        (p->v_rank && p->v_rank != rank))
+        return -1;
     switch ((nf_kind)p->kind) {
     case NF_KIND_ATTENTION:
         return attention_flops(p, out);
@@ -135,6 +140,6 @@ nf_u128 nf_rules_backward_recompute_flops(const nf_problem *p, nf_u128 forward_f
     if (p->kind != NF_KIND_FUSED && p->kind != NF_KIND_ATTENTION) return 0;
     int64_t dqk = p->q_rank ? p->q_shape[p->q_rank - 1] : 0;
     int64_t dv = p->v_rank ? p->v_shape[p->v_rank - 1] : 0;
-    if (dqk + dv <= 0) return 0;
-    return forward_flops / (nf_u128)(dqk + dv) * (nf_u128)dqk;
+    if (dqk <= 0 || dv < 0) return 0;
+    return forward_flops / ((nf_u128)dqk + (nf_u128)dv) * (nf_u128)dqk;
 }

@@ -47,6 +47,7 @@ typedef struct nf_problem {
     int64_t dilation[NF_MAX_NA_DIM];
     int64_t stride[NF_MAX_NA_DIM];
     int64_t extra_kv;     /* additional key/value tokens every query also attends */
+    int64_t pad2_;        /* keeps varlen_pairs 16-aligned with no unnamed padding: keys are hashed bytewise */
     nf_u128 varlen_pairs; /* attention with variable lengths: sum of Lq_i * Lkv_i; 0: none */
 } nf_problem;
 
