@@ -8,6 +8,7 @@
 # (natten/na2d.py does that with natten.functional, natten/backends/__init__.py
 # with the Flex functions).
 import sys
+from types import MethodType
 
 
 def _naflops_install(_c):
@@ -40,9 +41,31 @@ def _naflops_install(_c):
                 params = tuple(inspect.signature(original).parameters)
             except (TypeError, ValueError):
                 params = ()
-            wrapper = make(original, index, params)
-            if wrapper is not None:
-                setattr(module, function, wrapper)
+            call = make(original, index, params)
+            if call is not None:
+                setattr(module, function, dress(original, call))
+
+    def dress(original, call):
+        """An object that calls the C wrapper `call` and otherwise looks like
+        `original`: name, qualname, module, doc, signature (through __wrapped__),
+        repr, method binding, pickling by reference. `__call__` is the C builtin
+        itself, so no Python frame is added to the call or to tracebacks."""
+        qualname = getattr(original, "__qualname__", getattr(original, "__name__", "?"))
+        ns = {
+            "__slots__": (),
+            "__call__": call,
+            "__wrapped__": staticmethod(original),  # a plain function here would bind
+            "__doc__": getattr(original, "__doc__", None),
+            "__module__": getattr(original, "__module__", None),
+            "__name__": getattr(original, "__name__", "?"),
+            "__reduce__": lambda self: qualname,
+            "__repr__": lambda self: repr(original),
+            "__getattr__": lambda self, name: getattr(original, name),
+            "__get__": lambda self, obj, cls=None: self if obj is None else MethodType(self, obj),
+        }
+        cls = type("function", (), ns)
+        cls.__qualname__ = "naflops." + qualname
+        return cls()
 
     class NaflopsFinder:
         def find_spec(self, name, path=None, target=None):
