@@ -360,8 +360,7 @@ static void note_backend(const char *backend) {
     } else if (frame.backend != id) {
         char both[128];
         const char *first = nf_intern_str(frame.backend);
-        size_t n = strlen(first);
-        if (!(n > 0 && strstr(first, backend) != NULL)) {
+        if (strstr(first, backend) == NULL) { /* not already in "a+b" */
             snprintf(both, sizeof both, "%s+%s", first, backend);
             frame.backend = nf_intern(both);
         }

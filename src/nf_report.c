@@ -55,39 +55,42 @@ static nf_u128 entry_flops(const nf_entry *e) {
 
 /* ------------------------------------------------------------------ table */
 
+#define CELL 256 /* bytes per table cell */
+
 enum { COL_OP, COL_PASS, COL_KIND, COL_BACKEND, COL_SHAPE, COL_KERNEL, COL_DIL, COL_CAUSAL,
        COL_DTYPE, COL_DEVICE, COL_CALLS, COL_FLOPS, NCOLS };
 static const char *const headers[NCOLS] = {"op", "pass", "kind", "backend", "shape", "kernel",
                                            "dilation", "causal", "dtype", "device", "calls",
                                            "FLOPs"};
 
-static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][256]) {
+static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]) {
     const nf_problem *p = &e->key.problem;
     char tmp[96];
-    snprintf(cells[COL_OP], 96, "%s", text_or_dash(e->key.op));
-    snprintf(cells[COL_PASS], 96, "%s", nf_pass_name((nf_pass)e->key.pass));
-    snprintf(cells[COL_KIND], 96, "%s", nf_kind_name((nf_kind)p->kind));
-    snprintf(cells[COL_BACKEND], 96, "%s", text_or_dash(e->key.backend));
-    shape_text(p, cells[COL_SHAPE], 256);
+    snprintf(cells[COL_OP], CELL, "%s", text_or_dash(e->key.op));
+    snprintf(cells[COL_PASS], CELL, "%s", nf_pass_name((nf_pass)e->key.pass));
+    snprintf(cells[COL_KIND], CELL, "%s", nf_kind_name((nf_kind)p->kind));
+    snprintf(cells[COL_BACKEND], CELL, "%s", text_or_dash(e->key.backend));
+    shape_text(p, cells[COL_SHAPE], CELL);
     if (p->kind == NF_KIND_ATTENTION) {
-        snprintf(cells[COL_KERNEL], 96, "kv=%lld", (long long)p->k_shape[1]);
-        snprintf(cells[COL_DIL], 96, "-");
+        snprintf(cells[COL_KERNEL], CELL, "kv=%lld", (long long)p->k_shape[1]);
+        snprintf(cells[COL_DIL], CELL, "-");
     } else {
         /* "3x3+5": a 3x3 window plus 5 additional key/value tokens */
-        snprintf(cells[COL_KERNEL], 96, "%s", dims_text(p->kernel, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_KERNEL], CELL, "%s", dims_text(p->kernel, p->na_dim, tmp, sizeof tmp));
         if (p->extra_kv > 0)
-            snprintf(cells[COL_KERNEL] + strlen(cells[COL_KERNEL]), 32, "+%lld",
+            snprintf(cells[COL_KERNEL] + strlen(cells[COL_KERNEL]),
+                     CELL - strlen(cells[COL_KERNEL]), "+%lld",
                      (long long)p->extra_kv);
-        snprintf(cells[COL_DIL], 96, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_DIL], CELL, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
     }
-    snprintf(cells[COL_CAUSAL], 96, "%s", causal_text(p, tmp));
-    snprintf(cells[COL_DTYPE], 96, "%s", text_or_dash(e->key.dtype));
-    snprintf(cells[COL_DEVICE], 96, "%s", text_or_dash(e->key.device));
-    snprintf(cells[COL_CALLS], 96, "%llu", (unsigned long long)atomic_load(&((nf_entry *)e)->calls));
+    snprintf(cells[COL_CAUSAL], CELL, "%s", causal_text(p, tmp));
+    snprintf(cells[COL_DTYPE], CELL, "%s", text_or_dash(e->key.dtype));
+    snprintf(cells[COL_DEVICE], CELL, "%s", text_or_dash(e->key.device));
+    snprintf(cells[COL_CALLS], CELL, "%llu", (unsigned long long)atomic_load(&((nf_entry *)e)->calls));
     if (units == NF_UNITS_EXACT)
         nf_u128_to_dec(entry_flops(e), cells[COL_FLOPS]);
     else
-        nf_u128_to_si(entry_flops(e), "FLOP", cells[COL_FLOPS], 96);
+        nf_u128_to_si(entry_flops(e), "FLOP", cells[COL_FLOPS], CELL);
 }
 
 static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units) {
@@ -103,7 +106,7 @@ static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units) {
     int width[NCOLS];
-    char cells[NCOLS][256];
+    char cells[NCOLS][CELL];
     for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(headers[c]);
     for (int i = 0; i < n; i++) {
         row_cells(entries[i], units, cells);
