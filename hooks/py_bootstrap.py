@@ -99,6 +99,9 @@ def _naflops_install(_c):
                 pass
             return spec
 
+    import atexit
+
+    atexit.register(_c["finish"])
     sys.meta_path.insert(0, NaflopsFinder())
     for name in targets:  # loaded before the finder was in place
         if name in sys.modules:

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../src/nf_core.h"
+#include "../src/nf_flush.h"
 #include "../src/nf_intern.h"
 #include "../src/nf_ledger.h"
 #include "../src/nf_log.h"
@@ -293,7 +294,10 @@ static PyObject *backward_hook(PyObject *self, PyObject *grad) {
         nf_key key = forward->key;
         key.pass = NF_PASS_BACKWARD;
         nf_entry *e = nf_ledger_entry(&key);
-        if (e != NULL) nf_entry_add(e, 1);
+        if (e != NULL) {
+            nf_entry_add(e, 1);
+            nf_flush_counted();
+        }
     } else {
         P.PyErr_Clear();
     }
@@ -429,6 +433,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
         return result;
     }
     nf_entry_add(e, 1);
+    nf_flush_counted();
     if (nf_core_config()->backward) attach_backward(result, e);
     return result;
 }
@@ -527,7 +532,16 @@ static PyObject *py_failed(PyObject *self, PyObject *what) {
     return nf_py_none();
 }
 
+/* finish(): the final report, from Python's atexit. An uncaught KeyboardInterrupt
+ * makes CPython end by re-raising SIGINT after finalization, which skips C's atexit. */
+static PyObject *py_finish(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    nf_core_finish();
+    return nf_py_none();
+}
+
 static nf_py_method_def c_defs[] = {
+    {"finish", (void *)py_finish, NF_METH_NOARGS, NULL},
     {"make", (void *)py_make, NF_METH_FASTCALL, NULL},
     {"targets", (void *)py_targets, NF_METH_NOARGS, NULL},
     {"set_version", (void *)py_set_version, NF_METH_O, NULL},

@@ -52,6 +52,23 @@ static int parse_bool(nf_getenv_fn get, nf_complain_fn fn, const char *name, boo
     return 1;
 }
 
+/* A whole number 0..NF_FLUSH_MAX, digits only. */
+static int parse_count(nf_getenv_fn get, nf_complain_fn fn, const char *name, unsigned *out) {
+    const char *v = get(name);
+    if (v == NULL || *v == '\0') return 0;
+    unsigned long long x = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9' && x <= NF_FLUSH_MAX; p++) x = x * 10 + (unsigned)(*p - '0');
+    if (*p == '\0' && x <= NF_FLUSH_MAX) {
+        *out = (unsigned)x;
+        return 0;
+    }
+    char fallback[16];
+    snprintf(fallback, sizeof fallback, "%u", *out);
+    complain(fn, name, v, "a whole number from 0 (off) to 100000000", fallback);
+    return 1;
+}
+
 bool nf_config_pattern_ok(const char *p) {
     for (; *p; p++) {
         if (*p != '%') continue;
@@ -78,6 +95,9 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     v = (int)cfg->units;
     bad += parse_choice(get, fn, "NAFLOPS_UNITS", units, 2, &v);
     cfg->units = (nf_units)v;
+
+    bad += parse_count(get, fn, "NAFLOPS_FLUSH_SECONDS", &cfg->flush_seconds);
+    bad += parse_count(get, fn, "NAFLOPS_FLUSH_OPS", &cfg->flush_ops);
 
     const char *out = get("NAFLOPS_OUTPUT");
     if (out != NULL && *out != '\0') {

@@ -18,8 +18,13 @@ typedef struct nf_config {
     nf_format format;             /* NAFLOPS_FORMAT */
     nf_summary summary;           /* NAFLOPS_SUMMARY */
     nf_units units;               /* NAFLOPS_UNITS */
+    unsigned flush_seconds;       /* NAFLOPS_FLUSH_SECONDS: rewrite the dump this often; 0 off */
+    unsigned flush_ops;           /* NAFLOPS_FLUSH_OPS: ... and after this many ops; 0 off */
     char output[NF_PATH_MAX];     /* NAFLOPS_OUTPUT, a pattern; "" for no dump */
 } nf_config;
+
+/* Largest accepted NAFLOPS_FLUSH_* value. */
+#define NF_FLUSH_MAX 100000000u
 
 /* Looks a variable up: getenv in the library, a table in tests. */
 typedef const char *(*nf_getenv_fn)(const char *name);

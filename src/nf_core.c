@@ -1,11 +1,14 @@
 #include "nf_core.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "nf_dump.h"
+#include "nf_flush.h"
 #include "nf_ledger.h"
 #include "nf_log.h"
 #include "nf_report.h"
@@ -43,10 +46,18 @@ static void write_csv(FILE *f, void *arg) {
     nf_report_csv(f, a->entries, a->n);
 }
 
-void nf_core_finish(void) {
+/* Dumps, periodic and final, come from one place, one at a time: the writer thread
+ * and the exiting thread may both get here. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool finished, said_flush_failed;
+
+/* Writes the dump (and, when final, the summary). A periodic flush that fails says so
+ * once and leaves the summary to the end. */
+static void write_report(bool final) {
     static nf_entry *entries[NF_LEDGER_CAPACITY];
     const nf_config *cfg = nf_core_config();
     if (cfg->disabled) return;
+    pthread_mutex_lock(&write_lock);
     int n = nf_ledger_snapshot(entries, NF_LEDGER_CAPACITY);
 
     char host[256] = "unknown";
@@ -61,32 +72,55 @@ void nf_core_finish(void) {
     };
 
     bool dump_failed = false;
-    if (cfg->output[0] != '\0' && (n > 0 || cfg->summary == NF_SUMMARY_ALWAYS)) {
+    if (cfg->output[0] != '\0' && (n > 0 || (final && cfg->summary == NF_SUMMARY_ALWAYS))) {
         char path[NF_PATH_MAX];
         dump_args args = {&run, entries, n};
         if (nf_config_expand_path(cfg->output, run.pid, run.rank ? run.rank : "norank", host, path,
                                   sizeof path) != 0) {
-            nf_log("NAFLOPS_OUTPUT='%s' expands to a path that is too long; no dump written",
-                   cfg->output);
+            if (final)
+                nf_log("NAFLOPS_OUTPUT='%s' expands to a path that is too long; no dump written",
+                       cfg->output);
             dump_failed = true;
         } else if (nf_dump_atomic(path, cfg->format == NF_FORMAT_CSV ? write_csv : write_json,
                                   &args) != 0) {
-            nf_log("cannot write %s: %s; the summary goes to stderr instead", path,
-                   strerror(errno));
+            if (final)
+                nf_log("cannot write %s: %s; the summary goes to stderr instead", path,
+                       strerror(errno));
+            else
+                nf_log_once(&said_flush_failed, "cannot write %s: %s; periodic flushes are off", path,
+                            strerror(errno));
             dump_failed = true;
         }
     }
-    if (nf_ledger_overflowed())
-        nf_log("more than %d distinct op signatures; later ones were not counted",
-               NF_LEDGER_CAPACITY);
-
-    bool print = cfg->summary == NF_SUMMARY_ALWAYS ||
-                 (n > 0 && (cfg->summary == NF_SUMMARY_AUTO || dump_failed));
-    if (print) {
-        fflush(stderr);
-        nf_report_table(stderr, &run, entries, n, cfg->units);
-        fflush(stderr);
+    if (final) {
+        if (nf_ledger_overflowed())
+            nf_log("more than %d distinct op signatures; later ones were not counted",
+                   NF_LEDGER_CAPACITY);
+        bool print = cfg->summary == NF_SUMMARY_ALWAYS ||
+                     (n > 0 && (cfg->summary == NF_SUMMARY_AUTO || dump_failed));
+        if (print) {
+            fflush(stderr);
+            nf_report_table(stderr, &run, entries, n, cfg->units);
+            fflush(stderr);
+        }
     }
+    pthread_mutex_unlock(&write_lock);
 }
 
-void nf_core_after_fork_child(void) { nf_ledger_reset(); }
+void nf_core_finish(void) {
+    if (atomic_exchange(&finished, true)) return;
+    write_report(true);
+}
+
+void nf_core_flush(void) {
+    if (atomic_load(&finished) || atomic_load(&said_flush_failed)) return;
+    write_report(false);
+}
+
+void nf_core_after_fork_child(void) {
+    /* The parent may have held the lock while forking: this process has one thread. */
+    pthread_mutex_init(&write_lock, NULL);
+    atomic_store(&finished, false);
+    nf_ledger_reset();
+    nf_flush_after_fork_child();
+}

@@ -11,9 +11,12 @@
 void nf_core_init(void);
 const nf_config *nf_core_config(void);
 
-/* Prints the summary and writes the dump, as configured. Idempotent per process
- * state: a second call after nothing new was counted does nothing more. */
+/* Prints the summary and writes the dump, as configured. The first call does it;
+ * later calls (Python's atexit, then C's atexit) do nothing. */
 void nf_core_finish(void);
+
+/* Rewrites the dump with the counts so far (NAFLOPS_FLUSH_*); no summary. */
+void nf_core_flush(void);
 
 /* Forgets the parent's counts in a fork child. */
 void nf_core_after_fork_child(void);

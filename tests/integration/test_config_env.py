@@ -26,6 +26,8 @@ BAD = [
     ("NAFLOPS_UNITS", "furlongs", "si, exact"),
     ("NAFLOPS_BACKWARD", "maybe", "1, 0, true, false, yes, no, on, off"),
     ("NAFLOPS_DISABLE", "2", "1, 0, true, false, yes, no, on, off"),
+    ("NAFLOPS_FLUSH_SECONDS", "1.5", "a whole number from 0 (off) to 100000000"),
+    ("NAFLOPS_FLUSH_OPS", "-3", "a whole number from 0 (off) to 100000000"),
 ]
 
 
@@ -36,7 +38,8 @@ def test_bad_value_one_line_and_default(py021, lib, tmp_path, var, value, allowe
     bad = [l for l in r.naflops_lines() if "is not valid" in l]
     assert bad == [f"naflops: {var}='{value}' is not valid (allowed: {allowed}); using "
                    + {"NAFLOPS_FORMAT": "json", "NAFLOPS_SUMMARY": "auto", "NAFLOPS_UNITS": "si",
-                      "NAFLOPS_BACKWARD": "1", "NAFLOPS_DISABLE": "0"}[var]]
+                      "NAFLOPS_BACKWARD": "1", "NAFLOPS_DISABLE": "0",
+                      "NAFLOPS_FLUSH_SECONDS": "0", "NAFLOPS_FLUSH_OPS": "0"}[var]]
     d = r.dump  # the default format (json) and counting still work
     assert d["totals"]["forward_flops"] == FWD and d["totals"]["backward_flops"] == 2 * FWD
 

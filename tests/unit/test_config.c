@@ -95,8 +95,9 @@ static void test_defaults(void **state) {
     assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 0);
     assert_is_default(&cfg);
     const char *names[] = {"NAFLOPS_DISABLE", "NAFLOPS_BACKWARD", "NAFLOPS_FORMAT",
-                           "NAFLOPS_SUMMARY", "NAFLOPS_UNITS", "NAFLOPS_OUTPUT"};
-    for (int i = 0; i < 6; i++) set_var(names[i], "");
+                           "NAFLOPS_SUMMARY", "NAFLOPS_UNITS", "NAFLOPS_OUTPUT",
+                           "NAFLOPS_FLUSH_SECONDS", "NAFLOPS_FLUSH_OPS"};
+    for (int i = 0; i < 8; i++) set_var(names[i], "");
     assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 0);
     assert_is_default(&cfg);
     assert_int_equal(nlines, 0);
@@ -301,6 +302,24 @@ static void test_expand_path_bad_escape(void **state) {
     assert_false(nf_config_pattern_ok("%%%"));
 }
 
+static void test_flush_counts_good(void **state) {
+    (void)state;
+    assert_int_equal(parse_one("NAFLOPS_FLUSH_SECONDS", "0", 0).flush_seconds, 0);
+    assert_int_equal(parse_one("NAFLOPS_FLUSH_SECONDS", "30", 0).flush_seconds, 30);
+    assert_int_equal(parse_one("NAFLOPS_FLUSH_OPS", "1", 0).flush_ops, 1);
+    assert_int_equal(parse_one("NAFLOPS_FLUSH_OPS", "100000000", 0).flush_ops, 100000000);
+}
+
+static void test_bad_flush_counts(void **state) {
+    (void)state;
+    const char *bad[] = {"-1", "1.5", "ten", "100000001", "99999999999999999999999", "5s", " 5"};
+    const char *allowed = "a whole number from 0 (off) to 100000000";
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bad_value("NAFLOPS_FLUSH_SECONDS", bad[i], allowed, "0");
+        bad_value("NAFLOPS_FLUSH_OPS", bad[i], allowed, "0");
+    }
+}
+
 #define T(f) cmocka_unit_test_setup(f, reset_env)
 
 int main(void) {
@@ -321,6 +340,8 @@ int main(void) {
         T(test_expand_path),
         T(test_expand_path_overflow),
         T(test_expand_path_bad_escape),
+        T(test_flush_counts_good),
+        T(test_bad_flush_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
