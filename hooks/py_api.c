@@ -16,7 +16,9 @@ bool nf_py_api_load(void) {
     nf_py.None = dlsym(RTLD_DEFAULT, "_Py_NoneStruct");
     nf_py.True = dlsym(RTLD_DEFAULT, "_Py_TrueStruct");
     nf_py.False = dlsym(RTLD_DEFAULT, "_Py_FalseStruct");
-    return nf_py.None != NULL && nf_py.True != NULL && nf_py.False != NULL;
+    nf_py.TupleType = dlsym(RTLD_DEFAULT, "PyTuple_Type");
+    return nf_py.None != NULL && nf_py.True != NULL && nf_py.False != NULL &&
+           nf_py.TupleType != NULL;
 }
 
 PyObject *nf_py_none(void) {

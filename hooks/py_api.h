@@ -53,6 +53,8 @@ typedef struct nf_py_method_def {
     X(Py_ssize_t, PySequence_Size, (PyObject *), true)                                       \
     X(PyObject *, PySequence_GetItem, (PyObject *, Py_ssize_t), true)                        \
     X(long long, PyLong_AsLongLong, (PyObject *), true)                                      \
+    X(int, PyIndex_Check, (PyObject *), true)                                                \
+    X(int, PyObject_IsInstance, (PyObject *, PyObject *), true)                              \
     X(PyObject *, PyLong_FromLong, (long), true)                                             \
     X(const char *, PyUnicode_AsUTF8AndSize, (PyObject *, Py_ssize_t *), true)               \
     X(PyObject *, PyUnicode_FromString, (const char *), true)                                \
@@ -78,6 +80,7 @@ typedef struct nf_py_api {
     PyObject *None;
     PyObject *True;
     PyObject *False;
+    PyObject *TupleType; /* &PyTuple_Type */
 } nf_py_api;
 
 extern nf_py_api nf_py;

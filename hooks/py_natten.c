@@ -39,7 +39,7 @@ static uint16_t version_id;
 static bool legacy;                  /* NATTEN < 0.20: unmarked ops ran on libnatten */
 static uint16_t libnatten_id;
 static PyObject *s_shape, *s_dtype, *s_device, *s_requires_grad, *s_register_hook, *s_tolist,
-    *s_self;
+    *s_self, *s_is_cpu;
 static PyObject *backward_hooks[NF_LEDGER_CAPACITY]; /* per forward entry, by creation order */
 static atomic_bool said_unreadable, said_failed, said_hook;
 
@@ -87,7 +87,21 @@ static int read_int_seq(PyObject *seq, int64_t *out, int max, uint8_t *len) {
 static int read_shape(PyObject *tensor, int64_t *out, uint8_t *rank) {
     PyObject *shape = P.PyObject_GetAttr(tensor, s_shape);
     if (shape == NULL) return -1;
-    int rc = read_int_seq(shape, out, NF_MAX_RANK, rank);
+    int rc = -1;
+    /* torch.Size is a tuple: borrowed items, no reference traffic */
+    Py_ssize_t n = P.PyObject_IsInstance(shape, P.TupleType) == 1 ? P.PyTuple_Size(shape) : -1;
+    if (n >= 0 && n <= NF_MAX_RANK) {
+        rc = 0;
+        for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+            long long v = P.PyLong_AsLongLong(P.PyTuple_GetItem(shape, i));
+            if (v == -1 && P.PyErr_Occurred()) rc = -1;
+            out[i] = v;
+        }
+        *rank = (uint8_t)n;
+    } else if (n < 0) {
+        P.PyErr_Clear();
+        rc = read_int_seq(shape, out, NF_MAX_RANK, rank);
+    }
     P.Py_DecRef(shape);
     return rc;
 }
@@ -98,12 +112,14 @@ static int read_dims_arg(PyObject *v, int na_dim, int64_t fill, int64_t *out) {
         for (int i = 0; i < na_dim; i++) out[i] = fill;
         return 0;
     }
-    long long x = P.PyLong_AsLongLong(v);
-    if (!(x == -1 && P.PyErr_Occurred())) {
+    /* Checked first, not tried: a raised and cleared TypeError costs thousands of
+     * instructions, on every call with a tuple kernel. */
+    if (P.PyIndex_Check(v)) {
+        long long x = P.PyLong_AsLongLong(v);
+        if (x == -1 && P.PyErr_Occurred()) return -1;
         for (int i = 0; i < na_dim; i++) out[i] = x;
         return 0;
     }
-    P.PyErr_Clear();
     uint8_t n;
     int64_t tmp[NF_MAX_NA_DIM];
     if (read_int_seq(v, tmp, NF_MAX_NA_DIM, &n) != 0 || n != na_dim) return -1;
@@ -115,7 +131,7 @@ static int read_dims_arg(PyObject *v, int na_dim, int64_t fill, int64_t *out) {
 static int read_causal(PyObject *v, int na_dim, uint8_t *mask) {
     *mask = 0;
     if (v == NULL) return 0;
-    Py_ssize_t n = P.PySequence_Size(v);
+    Py_ssize_t n = v == P.True || v == P.False || P.PyIndex_Check(v) ? -1 : P.PySequence_Size(v);
     if (n < 0) {
         P.PyErr_Clear();
         int t = P.PyObject_IsTrue(v);
@@ -213,7 +229,23 @@ static uint16_t dtype_id(PyObject *tensor) {
     return id;
 }
 
+/* 1 / 0 for a bool attribute, -1 on error. */
+static int flag(PyObject *o, PyObject *name) {
+    PyObject *v = P.PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    int r = v == P.True ? 1 : v == P.False ? 0 : -1;
+    P.Py_DecRef(v);
+    return r;
+}
+
 static uint16_t device_id(PyObject *tensor) {
+    /* CPU tensors, the common case here, without building a torch.device and its str */
+    static uint16_t cpu_id;
+    if (flag(tensor, s_is_cpu) == 1) {
+        if (cpu_id == NF_INTERN_NONE) cpu_id = nf_intern("cpu");
+        return cpu_id;
+    }
+    P.PyErr_Clear();
     PyObject *dev = P.PyObject_GetAttr(tensor, s_device);
     if (dev == NULL) return NF_INTERN_NONE;
     PyObject *s = P.PyObject_Str(dev);
@@ -328,12 +360,11 @@ static PyObject *hook_for(nf_entry *e) {
  * gradient fires once per backward through the op, whatever the backend. */
 static void attach_backward(PyObject *result, nf_entry *e) {
     PyObject *out = result;
-    if (P.PyTuple_Size(result) >= 1) /* (output, logsumexp) with return_lse=True */
+    int is_tuple = P.PyObject_IsInstance(result, P.TupleType);
+    if (is_tuple == 1 && P.PyTuple_Size(result) >= 1) /* (output, lse) with return_lse=True */
         out = P.PyTuple_GetItem(result, 0);
-    P.PyErr_Clear(); /* not a tuple: the output itself */
-    PyObject *rg = out ? P.PyObject_GetAttr(out, s_requires_grad) : NULL;
-    int needs = rg ? P.PyObject_IsTrue(rg) : -1;
-    if (rg) P.Py_DecRef(rg);
+    P.PyErr_Clear();
+    int needs = out ? flag(out, s_requires_grad) : -1;
     if (needs == 1) {
         PyObject *reg = P.PyObject_GetAttr(out, s_register_hook);
         PyObject *fn = reg ? hook_for(e) : NULL;
@@ -404,12 +435,9 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
 
     /* Read the arguments first (no side effects), count only once the call succeeded:
      * a call NATTEN rejects is not counted and its exception reaches the program. */
-    PyObject *et, *ev, *tb;
-    P.PyErr_Fetch(&et, &ev, &tb);
     nf_key key;
     bool readable = read_key(w, args, nargs, kwnames, &key) == 0;
-    P.PyErr_Clear();
-    P.PyErr_Restore(et, ev, tb);
+    P.PyErr_Clear(); /* no error is set on entry to a call */
 
     nf_frame saved = frame;
     frame.depth = 1;
@@ -556,9 +584,10 @@ static int intern_names(void) {
     s_register_hook = P.PyUnicode_InternFromString("register_hook");
     s_tolist = P.PyUnicode_InternFromString("tolist");
     s_self = P.PyUnicode_InternFromString("__self__");
+    s_is_cpu = P.PyUnicode_InternFromString("is_cpu");
     libnatten_id = nf_intern("libnatten");
     return s_shape && s_dtype && s_device && s_requires_grad && s_register_hook && s_tolist &&
-                   s_self
+                   s_self && s_is_cpu
                ? 0
                : -1;
 }

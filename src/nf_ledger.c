@@ -12,12 +12,16 @@ static atomic_bool overflowed;
 void nf_key_init(nf_key *key) { memset(key, 0, sizeof *key); }
 
 static uint64_t hash_key(const nf_key *key) {
-    /* FNV-1a, 64-bit */
+    /* Eight bytes at a time (keys are a multiple of 8 bytes, all bytes defined), mixed
+     * with a 64-bit multiply-xorshift: one pass over ~300 bytes in a few dozen cycles. */
+    _Static_assert(sizeof(nf_key) % 8 == 0, "nf_key is hashed in 8-byte words");
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
     const unsigned char *p = (const unsigned char *)key;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < sizeof *key; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
+    for (size_t i = 0; i < sizeof *key; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
     }
     return h;
 }
