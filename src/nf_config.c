@@ -14,9 +14,14 @@ void nf_config_defaults(nf_config *cfg) {
 
 static void complain(nf_complain_fn fn, const char *name, const char *value, const char *allowed,
                      const char *fallback) {
-    char line[512];
-    snprintf(line, sizeof line, "naflops: %s='%.200s' is not valid (allowed: %s); using %s", name,
-             value, allowed, fallback);
+    char line[512], shown[201];
+    /* one line, whatever the value holds: control characters are shown as '?' */
+    size_t i = 0;
+    for (; value[i] && i < sizeof shown - 1; i++)
+        shown[i] = (unsigned char)value[i] < 0x20 || value[i] == 0x7f ? '?' : value[i];
+    shown[i] = '\0';
+    snprintf(line, sizeof line, "naflops: %s='%s' is not valid (allowed: %s); using %s", name,
+             shown, allowed, fallback);
     if (fn) fn(line);
 }
 

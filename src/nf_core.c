@@ -55,10 +55,11 @@ static atomic_bool finished, said_flush_failed;
  * once and leaves the summary to the end. */
 static void write_report(bool final) {
     static nf_entry *entries[NF_LEDGER_CAPACITY];
+    static nf_entry frozen[NF_LEDGER_CAPACITY]; /* guarded by write_lock */
     const nf_config *cfg = nf_core_config();
     if (cfg->disabled) return;
     pthread_mutex_lock(&write_lock);
-    int n = nf_ledger_snapshot(entries, NF_LEDGER_CAPACITY);
+    int n = nf_ledger_freeze(frozen, entries, NF_LEDGER_CAPACITY);
 
     char host[256] = "unknown";
     if (gethostname(host, sizeof host) != 0) strcpy(host, "unknown");

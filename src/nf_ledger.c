@@ -82,6 +82,17 @@ int nf_ledger_snapshot(nf_entry **out, int max) {
     return n;
 }
 
+int nf_ledger_freeze(nf_entry *copies, nf_entry **out, int max) {
+    int n = nf_ledger_snapshot(out, max);
+    for (int i = 0; i < n; i++) {
+        uint64_t calls = atomic_load_explicit(&out[i]->calls, memory_order_relaxed);
+        memcpy(&copies[i], out[i], sizeof copies[i]);
+        atomic_store_explicit(&copies[i].calls, calls, memory_order_relaxed);
+        out[i] = &copies[i];
+    }
+    return n;
+}
+
 void nf_ledger_reset(void) {
     for (size_t i = 0; i < NF_LEDGER_CAPACITY; i++) {
         nf_entry *e = atomic_load_explicit(&slots[i], memory_order_acquire);

@@ -53,6 +53,11 @@ bool nf_ledger_add(const nf_key *key, uint64_t calls);
  * (at most max). */
 int nf_ledger_snapshot(nf_entry **out, int max);
 
+/* Like nf_ledger_snapshot, but out[i] points into copies, whose calls are read once:
+ * a report written while other threads keep counting is consistent in itself
+ * (each op's flops = calls x flops_per_call, totals = sum of ops). */
+int nf_ledger_freeze(nf_entry *copies, nf_entry **out, int max);
+
 /* Sets every count back to zero (a fork child starts empty). */
 void nf_ledger_reset(void);
 

@@ -244,3 +244,35 @@ F.na1d_qk(q, q, 3)
     assert [(o["calls"], o["flops"]) for o in full] == [(1, qk(3))]
     # a zero-size batch that NATTEN accepts counts zero FLOPs
     assert all(o["flops"] == 0 for o in ops if o["shape"][0] == 0)
+
+
+def test_periodic_dumps_consistent_while_counting(py017, lib, tmp_path):
+    """Flushes run while other threads count: every dump read must be whole and
+    consistent (each op's flops = calls x flops_per_call, totals = sum of ops)."""
+    code = HEAD + """
+import threading
+stop = time.time() + 4
+def work():
+    while time.time() < stop:
+        F.na1d_qk(q, q, 3)
+threads = [threading.Thread(target=work) for _ in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+os._exit(0)
+"""
+    script = tmp_path / "p.py"
+    script.write_text(code)
+    dump = tmp_path / "d.json"
+    env = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(dump), NAFLOPS_FLUSH_SECONDS="1")
+    p = subprocess.Popen([py017, str(script)], env=env)
+    reads = 0
+    while p.poll() is None:
+        if dump.exists():
+            d = json.loads(dump.read_text())  # never half a file: written by rename
+            for o in d["ops"]:
+                assert o["flops"] == o["calls"] * o["flops_per_call"] == 2 * o["macs"]
+            assert d["totals"]["flops"] == sum(o["flops"] for o in d["ops"])
+            assert d["totals"]["calls"] == sum(o["calls"] for o in d["ops"])
+            reads += 1
+        time.sleep(0.02)
+    assert p.returncode == 0 and reads >= 20

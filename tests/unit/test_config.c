@@ -320,6 +320,14 @@ static void test_bad_flush_counts(void **state) {
     }
 }
 
+static void test_bad_value_with_newline_stays_one_line(void **state) {
+    (void)state;
+    nf_config cfg = parse_one("NAFLOPS_FORMAT", "js\non\t", 1);
+    assert_is_default(&cfg);
+    assert_string_equal(lines[0],
+                        "naflops: NAFLOPS_FORMAT='js?on?' is not valid (allowed: json, csv); using json");
+}
+
 #define T(f) cmocka_unit_test_setup(f, reset_env)
 
 int main(void) {
@@ -342,6 +350,7 @@ int main(void) {
         T(test_expand_path_bad_escape),
         T(test_flush_counts_good),
         T(test_bad_flush_counts),
+        T(test_bad_value_with_newline_stays_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,25 @@ static void test_reset_zeroes_counts(void **state) {
     assert_u128_equal(e->flops_per_call, 147456);
 }
 
+/* A frozen snapshot keeps the calls it read: counting after it changes the ledger,
+ * not the copy a report is being written from. */
+static void test_freeze_keeps_calls(void **state) {
+    (void)state;
+    nf_ledger_reset();
+    nf_key k = key_2d("freeze", 16, NF_PASS_FORWARD);
+    nf_ledger_add(&k, 3);
+    static nf_entry copies[4];
+    nf_entry *out[4];
+    assert_int_equal(nf_ledger_freeze(copies, out, 4), 1);
+    assert_ptr_equal(out[0], &copies[0]);
+    nf_ledger_add(&k, 5);
+    assert_int_equal(calls_of(out[0]), 3);
+    assert_int_equal(calls_of(nf_ledger_entry(&k)), 8);
+    /* 3 calls x 147456 FLOPs (4*2*2*64*9*16) */
+    assert_u128_equal(nf_totals_of(out, 1).all, 3 * (nf_u128)147456);
+    assert_memory_equal(&out[0]->key, &k, sizeof k);
+}
+
 static void test_snapshot_creation_order_skips_unused(void **state) {
     (void)state;
     nf_ledger_reset();
@@ -356,6 +375,7 @@ int main(void) {
         cmocka_unit_test(test_threads_hot_entry),
         cmocka_unit_test(test_reset_zeroes_counts),
         cmocka_unit_test(test_snapshot_creation_order_skips_unused),
+        cmocka_unit_test(test_freeze_keeps_calls),
         cmocka_unit_test(test_rejected_key_is_not_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
