@@ -20,7 +20,14 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 PYTHON ?= $(shell scripts/setup-test-env --python)
 PYTEST_ARGS ?=
 
-.PHONY: all unit unit-asan unit-valgrind integration test demo install clean env
+# Fuzzing: a libFuzzer target for the NAFLOPS_* parser, an atheris one for the CLI's
+# dump reader. Each runs FUZZ_TIME seconds; new corpus entries stay under $(BUILD)/fuzz.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 20
+FUZZ_CONFIG := $(BUILD)/fuzz/fuzz_config
+
+.PHONY: all unit unit-asan unit-valgrind integration test demo install clean env \
+        fuzz fuzz-config fuzz-dump
 all: $(LIB)
 
 # The bootstrap Python source, as a C string literal.
@@ -65,9 +72,33 @@ test: unit unit-asan unit-valgrind integration
 demo: $(LIB) env
 	LD_PRELOAD=$(abspath $(LIB)) $(PYTHON) scripts/demo.py
 
+# Overhead of the counter against FlopCounterMode, torch.profiler and fvcore on the CPU
+# (a few minutes); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
+.PHONY: bench
+bench: $(LIB) env
+	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
+
+$(FUZZ_CONFIG): tests/fuzz/fuzz_config.c src/nf_config.c src/nf_config.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all -Isrc -o $@ tests/fuzz/fuzz_config.c src/nf_config.c
+
+fuzz-config: $(FUZZ_CONFIG)
+	@mkdir -p $(BUILD)/fuzz/corpus-config
+	$(FUZZ_CONFIG) -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/config.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-config
+
+fuzz-dump: env
+	@mkdir -p $(BUILD)/fuzz/corpus-dump
+	$(PYTHON) tests/fuzz/fuzz_dump.py -max_total_time=$(FUZZ_TIME) -dict=tests/fuzz/dump.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-dump tests/fuzz/seeds/dump
+
+fuzz: fuzz-config fuzz-dump
+
 install: $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libnaflops.so
+	install -m 0755 scripts/naflops $(DESTDIR)$(PREFIX)/bin/naflops
 
 clean:
 	rm -rf $(BUILD)
