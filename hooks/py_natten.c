@@ -38,7 +38,7 @@ static _Thread_local nf_frame frame;
 static uint16_t version_id;
 static bool legacy;                  /* NATTEN < 0.20: unmarked ops ran on libnatten */
 static uint16_t libnatten_id;
-static PyObject *s_shape, *s_dtype, *s_device, *s_requires_grad, *s_register_hook, *s_tolist,
+static PyObject *s_shape, *s_dtype, *s_device, *s_requires_grad, *s_register_hook, *s_grad_fn, *s_tolist,
     *s_self, *s_is_cpu;
 static PyObject *backward_hooks[NF_LEDGER_CAPACITY]; /* per forward entry, by creation order */
 static atomic_bool said_unreadable, said_failed, said_hook;
@@ -319,8 +319,9 @@ static int read_key(const nf_wrap *w, PyObject *const *args, Py_ssize_t nargs, P
 
 /* ------------------------------------------------------------ backward */
 
-static PyObject *backward_hook(PyObject *self, PyObject *grad) {
-    (void)grad;
+/* Called as a node post-hook (grad_inputs, grad_outputs) or a tensor hook (grad). */
+static PyObject *backward_hook(PyObject *self, PyObject *args) {
+    (void)args;
     nf_entry *forward = P.PyCapsule_GetPointer(self, "naflops.entry");
     if (forward != NULL) {
         nf_key key = forward->key;
@@ -337,7 +338,7 @@ static PyObject *backward_hook(PyObject *self, PyObject *grad) {
 }
 
 static nf_py_method_def backward_hook_def = {"naflops_backward_hook", (void *)backward_hook,
-                                             NF_METH_O, NULL};
+                                             NF_METH_VARARGS, NULL};
 
 static PyObject *hook_for(nf_entry *e) {
     PyObject **slot = e->order < NF_LEDGER_CAPACITY ? &backward_hooks[e->order] : NULL;
@@ -366,7 +367,13 @@ static void attach_backward(PyObject *result, nf_entry *e) {
     P.PyErr_Clear();
     int needs = out ? flag(out, s_requires_grad) : -1;
     if (needs == 1) {
-        PyObject *reg = P.PyObject_GetAttr(out, s_register_hook);
+        /* On the output's autograd node (a C method, cheaper than Tensor.register_hook,
+         * which is Python); on the tensor where it has no node. Either fires once per
+         * backward pass through the op. */
+        PyObject *node = P.PyObject_GetAttr(out, s_grad_fn);
+        PyObject *target = node && node != P.None ? node : out;
+        PyObject *reg = P.PyObject_GetAttr(target, s_register_hook);
+        if (node) P.Py_DecRef(node); /* out still holds its node */
         PyObject *fn = reg ? hook_for(e) : NULL;
         PyObject *argv = fn ? P.PyTuple_New(1) : NULL;
         PyObject *handle = NULL;
@@ -582,11 +589,13 @@ static int intern_names(void) {
     s_device = P.PyUnicode_InternFromString("device");
     s_requires_grad = P.PyUnicode_InternFromString("requires_grad");
     s_register_hook = P.PyUnicode_InternFromString("register_hook");
+    s_grad_fn = P.PyUnicode_InternFromString("grad_fn");
     s_tolist = P.PyUnicode_InternFromString("tolist");
     s_self = P.PyUnicode_InternFromString("__self__");
     s_is_cpu = P.PyUnicode_InternFromString("is_cpu");
     libnatten_id = nf_intern("libnatten");
-    return s_shape && s_dtype && s_device && s_requires_grad && s_register_hook && s_tolist &&
+    return s_shape && s_dtype && s_device && s_requires_grad && s_register_hook && s_grad_fn &&
+                   s_tolist &&
                    s_self && s_is_cpu
                ? 0
                : -1;
