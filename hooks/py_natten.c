@@ -11,6 +11,7 @@
 #include "../src/nf_intern.h"
 #include "../src/nf_ledger.h"
 #include "../src/nf_log.h"
+#include "../src/nf_scope.h"
 #include "natten_targets.h"
 #include "py_api.h"
 #include "py_bootstrap.h" /* generated from py_bootstrap.py: nf_py_bootstrap_source */
@@ -446,10 +447,15 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     bool readable = read_key(w, args, nargs, kwnames, &key) == 0;
     P.PyErr_Clear(); /* no error is set on entry to a call */
 
+    /* The entry exists before the call (with no calls yet) so that work done during
+     * the call can be attributed to it; the backend is only known afterwards. */
+    nf_entry *pending = readable ? nf_ledger_entry(&key) : NULL;
     nf_frame saved = frame;
     frame.depth = 1;
     frame.backend = NF_INTERN_NONE;
+    nf_scope outer = nf_scope_enter(pending);
     PyObject *result = call_original(w, args, nargs, kwnames);
+    nf_scope_leave(outer);
     uint16_t backend = frame.backend;
     frame = saved;
     if (result == NULL) return NULL;
