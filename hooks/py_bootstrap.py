@@ -1,7 +1,8 @@
 # Run once by libnaflops.so, inside the first "import" audit event for a natten
-# module. `_c` holds the C side: targets() -> {module: [(function, index)]},
-# make(original, index, parameter_names) -> wrapper or None, set_version(str),
-# failed(str).
+# module (or for torch, when the whole model is counted). `_c` holds the C side:
+# targets() -> {module: [(function, index)]}, make(original, index,
+# parameter_names) -> wrapper or None, set_version(str), failed(str),
+# torch_ready(version) once torch has finished importing.
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
 # executing, before any sibling can copy its functions with `from m import f`
@@ -67,9 +68,13 @@ def _naflops_install(_c):
         cls.__qualname__ = "naflops." + qualname
         return cls()
 
+    def torch_ready(module):
+        version = getattr(module, "__version__", None)
+        _c["torch_ready"](str(version) if version is not None else "")
+
     class NaflopsFinder:
         def find_spec(self, name, path=None, target=None):
-            if name not in targets:
+            if name not in targets and name != "torch":
                 return None
             for finder in sys.meta_path:
                 if finder is self:
@@ -89,7 +94,10 @@ def _naflops_install(_c):
             def exec_and_wrap(module, _exec=exec_module):
                 _exec(module)
                 try:
-                    wrap_module(module)
+                    if name == "torch":
+                        torch_ready(module)
+                    else:
+                        wrap_module(module)
                 except Exception as e:  # never let the counter break an import
                     _c["failed"]("%s: %r" % (module.__name__, e))
 
@@ -106,6 +114,8 @@ def _naflops_install(_c):
     for name in targets:  # loaded before the finder was in place
         if name in sys.modules:
             wrap_module(sys.modules[name])
+    if "torch" in sys.modules and hasattr(sys.modules["torch"], "__version__"):
+        torch_ready(sys.modules["torch"])
 
 
 _naflops_install(_c)

@@ -14,6 +14,7 @@
 #include "../src/nf_scope.h"
 #include "natten_targets.h"
 #include "py_api.h"
+#include "torch_loader.h"
 #include "py_bootstrap.h" /* generated from py_bootstrap.py: nf_py_bootstrap_source */
 
 #define P nf_py
@@ -581,7 +582,17 @@ static PyObject *py_finish(PyObject *self, PyObject *unused) {
     return nf_py_none();
 }
 
+/* torch_ready(version): torch has finished importing. */
+static PyObject *py_torch_ready(PyObject *self, PyObject *version) {
+    (void)self;
+    const char *v = P.PyUnicode_AsUTF8AndSize(version, NULL);
+    if (v != NULL) nf_torch_load(v);
+    P.PyErr_Clear();
+    return nf_py_none();
+}
+
 static nf_py_method_def c_defs[] = {
+    {"torch_ready", (void *)py_torch_ready, NF_METH_O, NULL},
     {"finish", (void *)py_finish, NF_METH_NOARGS, NULL},
     {"make", (void *)py_make, NF_METH_FASTCALL, NULL},
     {"targets", (void *)py_targets, NF_METH_NOARGS, NULL},
@@ -637,24 +648,27 @@ out:
 static bool installed, installing;
 static atomic_bool said_install;
 
-static bool is_natten_module(PyObject *name) {
+/* The first import of a natten module, or of torch itself when the whole model is
+ * counted, runs the bootstrap. */
+static bool is_trigger_module(PyObject *name) {
     Py_ssize_t len;
     const char *s = name ? P.PyUnicode_AsUTF8AndSize(name, &len) : NULL;
     if (s == NULL) {
         P.PyErr_Clear();
         return false;
     }
-    return strncmp(s, "natten", 6) == 0 && (s[6] == '\0' || s[6] == '.');
+    if (strncmp(s, "natten", 6) == 0 && (s[6] == '\0' || s[6] == '.')) return true;
+    return nf_core_config()->whole_model && strcmp(s, "torch") == 0;
 }
 
 static int audit_hook(const char *event, PyObject *args, void *data) {
     (void)data;
     /* Called for every audit event in the process: leave at once unless this is the
-     * first import of a natten module. */
+     * first import of a natten module (or of torch). */
     if (installed || installing || event[0] != 'i' || strcmp(event, "import") != 0) return 0;
     PyObject *et, *ev, *tb;
     P.PyErr_Fetch(&et, &ev, &tb);
-    if (is_natten_module(P.PyTuple_GetItem(args, 0))) {
+    if (is_trigger_module(P.PyTuple_GetItem(args, 0))) {
         installing = true;
         if (run_bootstrap() != 0) {
             P.PyErr_Clear();

@@ -15,6 +15,7 @@ typedef enum nf_units { NF_UNITS_SI = 0, NF_UNITS_EXACT } nf_units;
 typedef struct nf_config {
     bool disabled;                /* NAFLOPS_DISABLE */
     bool backward;                /* NAFLOPS_BACKWARD */
+    bool whole_model;             /* NAFLOPS_WHOLE_MODEL: count the other aten ops too */
     nf_format format;             /* NAFLOPS_FORMAT */
     nf_summary summary;           /* NAFLOPS_SUMMARY */
     nf_units units;               /* NAFLOPS_UNITS */

@@ -29,7 +29,10 @@ static uint64_t hash_key(const nf_key *key) {
 static nf_entry *new_entry(const nf_key *key) {
     nf_u128 flops;
     if (nf_rules_forward_flops(&key->problem, &flops) != 0) return NULL;
-    if (key->pass == NF_PASS_BACKWARD) flops = nf_rules_backward_flops(flops);
+    /* A NATTEN op's backward follows from its forward; an aten op's backward pass runs
+     * its own aten ops, counted as they are. */
+    if (key->pass == NF_PASS_BACKWARD && nf_problem_is_natten(&key->problem))
+        flops = nf_rules_backward_flops(flops);
     nf_entry *e = calloc(1, sizeof *e);
     if (e == NULL) return NULL;
     e->key = *key;
@@ -110,6 +113,8 @@ nf_totals nf_totals_of(nf_entry *const *entries, int n) {
         unsigned pass = entries[i]->key.pass < NF_PASS_COUNT ? entries[i]->key.pass : 0;
         t.flops[pass] = nf_u128_add_sat(t.flops[pass], f);
         t.all = nf_u128_add_sat(t.all, f);
+        if (nf_problem_is_natten(&entries[i]->key.problem)) t.natten = nf_u128_add_sat(t.natten, f);
+        else t.other = nf_u128_add_sat(t.other, f);
         t.calls += calls;
     }
     return t;

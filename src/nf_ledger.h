@@ -68,6 +68,8 @@ bool nf_ledger_overflowed(void);
 typedef struct nf_totals {
     nf_u128 flops[NF_PASS_COUNT];
     nf_u128 all;
+    nf_u128 natten; /* NATTEN's ops, both passes */
+    nf_u128 other;  /* the other aten ops (whole-model count), both passes */
     uint64_t calls;
 } nf_totals;
 

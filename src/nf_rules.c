@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-static const char *const kind_names[NF_KIND_COUNT] = {"fused", "qk", "av", "attention"};
+static const char *const kind_names[NF_KIND_COUNT] = {"fused", "qk", "av", "attention", "aten"};
 
 const char *nf_kind_name(nf_kind kind) {
     return (unsigned)kind < NF_KIND_COUNT ? kind_names[kind] : "unknown";
@@ -98,6 +98,10 @@ static int attention_flops(const nf_problem *p, nf_u128 *out) {
 int nf_rules_forward_flops(const nf_problem *p, nf_u128 *out) {
     nf_u128 w;
     dims q, v;
+    if (p->kind == NF_KIND_ATEN) {
+        *out = p->aten_flops;
+        return 0;
+    }
     if (p->na_dim < 1 || p->na_dim > NF_MAX_NA_DIM) return -1;
     /* The tensors must have the rank the spatial dims imply (attention: rank 4). */
     int rank = p->na_dim + 3;

@@ -20,6 +20,7 @@ typedef enum nf_kind {
     NF_KIND_QK,         /* na*d_qk: first half */
     NF_KIND_AV,         /* na*d_av: second half */
     NF_KIND_ATTENTION,  /* plain (dense) attention: every query sees every key */
+    NF_KIND_ATEN,       /* another aten op (whole-model count): FLOPs given by the observer */
     NF_KIND_COUNT
 } nf_kind;
 
@@ -49,6 +50,11 @@ typedef struct nf_problem {
     int64_t extra_kv;     /* additional key/value tokens every query also attends */
     int64_t pad2_;        /* keeps varlen_pairs 16-aligned with no unnamed padding: keys are hashed bytewise */
     nf_u128 varlen_pairs; /* attention with variable lengths: sum of Lq_i * Lkv_i; 0: none */
+    /* NF_KIND_ATEN: the call's FLOPs, by PyTorch FlopCounterMode's formula for the op;
+     * q/k/v shapes then hold the operands the formula reads, in its order. Part of
+     * the key, so calls with the same shapes and other parameters (a convolution's
+     * stride) get their own rows. */
+    nf_u128 aten_flops;
 } nf_problem;
 
 /* NATTEN 0.17 natten.flops, exactly: the FLOPs (or MACs) of kind NF_KIND_FUSED,
@@ -64,6 +70,9 @@ int nf_rules_natten(nf_kind kind, const int64_t *shape, int rank, const int64_t 
  * plain attention, variable length). Equal to nf_rules_natten wherever that
  * applies. Returns 0 on success, -1 for a shape the rules cannot read. */
 int nf_rules_forward_flops(const nf_problem *p, nf_u128 *out);
+
+/* Whether p's FLOPs come from the rules above (NATTEN) or from the observer (aten). */
+static inline bool nf_problem_is_natten(const nf_problem *p) { return p->kind != NF_KIND_ATEN; }
 
 /* Backward FLOPs for a forward count: two GEMMs per forward GEMM (dQ, dK from
  * QK; dA, dV from AV), PyTorch FlopCounterMode's convention. */

@@ -19,6 +19,12 @@ typedef struct nf_scope {
 nf_scope nf_scope_enter(nf_entry *entry);
 void nf_scope_leave(nf_scope saved);
 
+/* Called on the thread when its outermost NATTEN call begins and ends (the libtorch
+ * observer notes which autograd nodes the call creates). Set once, when the observer
+ * is loaded; NULL: nobody listens. */
+typedef void (*nf_scope_hook)(void);
+void nf_scope_listen(nf_scope_hook on_enter, nf_scope_hook on_leave);
+
 /* Whether a NATTEN op is running on this thread, and which. */
 bool nf_scope_active(void);
 nf_entry *nf_scope_entry(void);

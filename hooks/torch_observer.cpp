@@ -1,0 +1,496 @@
+// The whole-model count: a global at::RecordFunction callback that counts the aten
+// ops PyTorch's FlopCounterMode counts, with its formulas, at its level.
+//
+// C++ because libtorch's observer API has no C form; this is the project's one C++
+// file. It is built per torch version (scripts/build-observer) and dlopen'd by
+// libnaflops.so only into a process whose torch is that version (torch_loader.c).
+//
+// Which calls count. FlopCounterMode is a TorchDispatchMode: it sees ops after
+// autograd and after CompositeImplicitAutograd decompositions, counts the ones in its
+// registry, and never sees what runs inside an op it let through. RecordFunction
+// sees every level (linear -> t, addmm; conv2d -> convolution -> _convolution ->
+// mkldnn_convolution). So, per thread: an op with a CompositeImplicitAutograd kernel
+// is transparent (FlopCounterMode sees its parts); any other op is opaque, counted if
+// it is in the registry, and everything inside it is left alone. Nothing is counted
+// while a NATTEN op runs on the thread, or inside a backward node that a NATTEN call
+// created (NATTEN's rule counts those), or on fake/meta tensors (tracing, not work).
+#include "torch_observer.h"
+
+#include <ATen/SequenceNumber.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+using u128 = unsigned __int128;
+
+const nf_observer_host *host;
+std::atomic<bool> broken{false};
+
+void give_up(const char *what) {
+    // One line, then the observer stays registered but does nothing.
+    if (!broken.exchange(true) && host != nullptr) {
+        char line[256];
+        snprintf(line, sizeof line, "the whole-model count failed (%s); it is off from here on", what);
+        host->say(line);
+    }
+}
+
+// ------------------------------------------------------------------ the registry
+
+enum Formula : uint8_t {
+    F_NONE = 0, F_MM, F_ADDMM, F_BMM, F_BADDBMM, F_SCALED_MM, F_CONV, F_CONV_BACKWARD,
+    F_SDPA, F_SDPA_BACKWARD, F_FLASH, F_EFFICIENT, F_FLASH_BACKWARD, F_EFFICIENT_BACKWARD,
+};
+
+// torch/utils/flop_counter.py's flop_registry, by op name (every overload).
+const struct { const char *name; Formula f; } registry[] = {
+    {"aten::mm", F_MM},
+    {"aten::addmm", F_ADDMM},
+    {"aten::bmm", F_BMM},
+    {"aten::baddbmm", F_BADDBMM},
+    {"aten::_scaled_mm", F_SCALED_MM},
+    {"aten::convolution", F_CONV},
+    {"aten::_convolution", F_CONV},
+    {"aten::convolution_backward", F_CONV_BACKWARD},
+    {"aten::_scaled_dot_product_efficient_attention", F_SDPA},
+    {"aten::_scaled_dot_product_flash_attention", F_SDPA},
+    {"aten::_scaled_dot_product_cudnn_attention", F_SDPA},
+    {"aten::_scaled_dot_product_efficient_attention_backward", F_SDPA_BACKWARD},
+    {"aten::_scaled_dot_product_flash_attention_backward", F_SDPA_BACKWARD},
+    {"aten::_scaled_dot_product_cudnn_attention_backward", F_SDPA_BACKWARD},
+    {"aten::_flash_attention_forward", F_FLASH},
+    {"aten::_efficient_attention_forward", F_EFFICIENT},
+    {"aten::_flash_attention_backward", F_FLASH_BACKWARD},
+    {"aten::_efficient_attention_backward", F_EFFICIENT_BACKWARD},
+};
+
+// How an op is treated: CLASS_TRANSPARENT (look inside), or opaque, with its formula.
+constexpr uint8_t CLASS_TRANSPARENT = 0xff;
+
+uint8_t classify(const at::RecordFunction &fn) {
+    auto op = fn.operator_name();
+    if (!op) return CLASS_TRANSPARENT;  // not a dispatcher op: an autograd Function's name
+    for (const auto &r : registry)
+        if (op->name == r.name) return r.f;
+    auto handle = c10::Dispatcher::singleton().findOp(*op);
+    if (handle && handle->hasKernelForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd))
+        return CLASS_TRANSPARENT;
+    return F_NONE;  // opaque, not counted
+}
+
+// Per-thread cache of classify() by name pointer. A dispatcher op's name lives in its
+// schema for the whole process; other names are temporaries, so each hit is checked
+// against a copy of the name.
+struct CacheSlot {
+    const char *ptr = nullptr;
+    std::string name;
+    uint8_t cls = 0;
+};
+constexpr size_t CACHE_SLOTS = 512;
+
+uint8_t class_of(const at::RecordFunction &fn) {
+    thread_local CacheSlot cache[CACHE_SLOTS];
+    const char *name = fn.name();
+    CacheSlot &s = cache[(reinterpret_cast<uintptr_t>(name) >> 4) % CACHE_SLOTS];
+    if (s.ptr == name && s.name == name) return s.cls;
+    s.cls = classify(fn);
+    s.ptr = name;
+    s.name = name;
+    return s.cls;
+}
+
+// ------------------------------------------------------------------ reading inputs
+
+struct Dims {
+    int rank = 0;
+    int64_t d[16] = {0};
+    int64_t operator[](int i) const { return i < rank ? d[i] : 0; }
+};
+
+// A defined, real tensor's shape. Fake and functional tensors (torch.compile and
+// export tracing) and meta tensors do no work: they make the whole call uncounted.
+enum Read { READ_OK, READ_ABSENT, READ_NOT_REAL };
+
+Read dims_of(const c10::IValue &v, Dims &out, const at::Tensor **t = nullptr) {
+    if (!v.isTensor()) return READ_ABSENT;
+    const at::Tensor &x = v.toTensor();
+    if (!x.defined()) return READ_ABSENT;
+    auto keys = x.key_set();
+    if (x.is_meta() || keys.has(c10::DispatchKey::Python) ||
+        keys.has(c10::DispatchKey::Functionalize))
+        return READ_NOT_REAL;
+    auto sizes = x.sizes();
+    if (sizes.size() > 16) return READ_NOT_REAL;
+    out.rank = static_cast<int>(sizes.size());
+    for (int i = 0; i < out.rank; i++) out.d[i] = std::max<int64_t>(sizes[i], 0);
+    if (t) *t = &x;
+    return READ_OK;
+}
+
+u128 prod(const Dims &s, int from) {
+    u128 p = 1;
+    for (int i = from; i < s.rank; i++) p *= static_cast<u128>(s.d[i]);
+    return p;
+}
+
+int64_t int_at(const c10::IValue &list, int i, int64_t dflt) {
+    if (!list.isIntList()) return dflt;
+    auto v = list.toIntList();
+    if (v.empty()) return dflt;
+    return v.get(static_cast<size_t>(i) < v.size() ? i : v.size() - 1);  // one value: all dims
+}
+
+u128 mm(u128 m, u128 n, u128 k) { return 2 * m * n * k; }
+
+// FlopCounterMode's conv_flop_count.
+u128 conv_count(const Dims &x, const Dims &w, const Dims &out, bool transposed) {
+    const Dims &conv = transposed ? x : out;
+    return prod(conv, 2) * prod(w, 2) * static_cast<u128>(x[0]) * static_cast<u128>(w[0]) *
+           static_cast<u128>(w[1]) * 2;
+}
+
+Dims swap01(const Dims &s) {
+    Dims t = s;
+    if (t.rank >= 2) std::swap(t.d[0], t.d[1]);
+    return t;
+}
+
+// The output shape of aten::convolution (N, C_out, spatial...).
+Dims conv_output(const Dims &x, const Dims &w, c10::ArrayRef<const c10::IValue> in,
+                 bool transposed) {
+    Dims out;
+    out.rank = x.rank;
+    out.d[0] = x[0];
+    int64_t groups = in.size() > 8 && in[8].isInt() ? in[8].toInt() : 1;
+    out.d[1] = transposed ? w[1] * groups : w[0];
+    for (int i = 2; i < x.rank; i++) {
+        int j = i - 2;
+        int64_t s = int_at(in[3], j, 1), p = int_at(in[4], j, 0), d = int_at(in[5], j, 1);
+        int64_t k = w[i];
+        if (transposed) {
+            int64_t op = int_at(in[7], j, 0);
+            out.d[i] = (x[i] - 1) * s - 2 * p + d * (k - 1) + op + 1;
+        } else {
+            out.d[i] = s > 0 ? (x[i] + 2 * p - d * (k - 1) - 1) / s + 1 : 0;
+        }
+        if (out.d[i] < 0) out.d[i] = 0;
+    }
+    return out;
+}
+
+u128 sdpa_count(const Dims &q, const Dims &k, const Dims &v) {
+    u128 bh = static_cast<u128>(q[0]) * static_cast<u128>(q[1]);
+    return mm(bh * q[2], k[2], q[3]) + mm(bh * q[2], v[3], k[2]);
+}
+
+u128 sdpa_backward_count(const Dims &q, const Dims &k, const Dims &v) {
+    u128 bh = static_cast<u128>(q[0]) * static_cast<u128>(q[1]);
+    u128 sq = q[2], sk = k[2], dq = q[3], dv = v[3];
+    return mm(bh * sq, sk, dq) + mm(bh * sq, sk, dv) + mm(bh * sk, dv, sq) +
+           mm(bh * sq, dq, sk) + mm(bh * dq, sk, sq);
+}
+
+// Sequence lengths from cumulative offsets: read on the CPU; on a GPU reading them
+// would synchronise (and break graph capture), so every sequence is taken at its
+// maximum length, FlopCounterMode's own rule for tensors it cannot read.
+std::vector<int64_t> lengths(const c10::IValue &offsets, const c10::IValue &max_len) {
+    std::vector<int64_t> out;
+    if (!offsets.isTensor()) return out;
+    const at::Tensor &t = offsets.toTensor();
+    int64_t max = max_len.isInt() ? max_len.toInt() : 0;
+    if (!t.defined() || t.dim() != 1 || t.numel() < 1) return out;
+    bool readable = t.device().is_cpu() && t.is_contiguous() &&
+                    !t.key_set().has(c10::DispatchKey::Python) &&
+                    (t.scalar_type() == at::kInt || t.scalar_type() == at::kLong);
+    for (int64_t i = 0; i + 1 < t.numel(); i++) {
+        if (!readable) {
+            out.push_back(max);
+        } else if (t.scalar_type() == at::kInt) {
+            const int32_t *p = t.const_data_ptr<int32_t>();
+            out.push_back(p[i + 1] - p[i]);
+        } else {
+            const int64_t *p = t.const_data_ptr<int64_t>();
+            out.push_back(p[i + 1] - p[i]);
+        }
+    }
+    return out;
+}
+
+// Attention over packed sequences (the nested-tensor forms of _flash/_efficient).
+// heads_at: where the head dim is in the packed shapes (1 for flash's [T, H, D], 2 for
+// efficient's [1, T, H, D]).
+u128 packed_count(const Dims &q, const Dims &k, const Dims &v, const c10::IValue &cq,
+                  const c10::IValue &ck, const c10::IValue &mq, const c10::IValue &mk,
+                  int heads_at, bool backward) {
+    auto lq = lengths(cq, mq), lk = lengths(ck, mk);
+    u128 total = 0;
+    for (size_t i = 0; i < lq.size() && i < lk.size(); i++) {
+        Dims a, b, c;
+        a.rank = b.rank = c.rank = 4;
+        a.d[0] = b.d[0] = c.d[0] = 1;
+        a.d[1] = q[heads_at], a.d[2] = lq[i], a.d[3] = q[heads_at + 1];
+        b.d[1] = k[heads_at], b.d[2] = lk[i], b.d[3] = k[heads_at + 1];
+        c.d[1] = v[heads_at], c.d[2] = lk[i], c.d[3] = v[heads_at + 1];
+        total += backward ? sdpa_backward_count(a, b, c) : sdpa_count(a, b, c);
+    }
+    return total;
+}
+
+const char *dtype_name(at::ScalarType t) {
+    switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kFloat8_e4m3fn: return "float8_e4m3fn";
+    case at::kFloat8_e5m2: return "float8_e5m2";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    case at::kComplexFloat: return "complex64";
+    case at::kComplexDouble: return "complex128";
+    default: return c10::toString(t);
+    }
+}
+
+// Reads the operands of a registry op and computes its FLOPs. False: not counted
+// (an operand is fake, missing or not the shape the formula reads).
+bool measure(uint8_t f, c10::ArrayRef<const c10::IValue> in, nf_aten_call &call,
+             const at::Tensor *&first) {
+    Dims s[4];
+    int take[4] = {0, 1, 2, -1};  // which inputs are the operands
+    switch (f) {
+    case F_ADDMM: case F_BADDBMM: take[0] = 1, take[1] = 2, take[2] = -1; break;
+    case F_MM: case F_BMM: case F_SCALED_MM: case F_CONV: take[2] = -1; break;
+    case F_SDPA_BACKWARD: case F_FLASH_BACKWARD: case F_EFFICIENT_BACKWARD:
+        take[0] = 1, take[1] = 2, take[2] = 3, take[3] = 0; break;
+    default: break;
+    }
+    int n = 0;
+    for (int i = 0; i < 4 && take[i] >= 0; i++, n++) {
+        if (static_cast<size_t>(take[i]) >= in.size()) return false;
+        if (dims_of(in[take[i]], s[i], i == 0 ? &first : nullptr) != READ_OK) return false;
+    }
+    u128 flops = 0;
+    switch (f) {
+    case F_MM: case F_ADDMM: case F_SCALED_MM:
+        if (s[0].rank != 2 || s[1].rank != 2) return false;
+        flops = mm(s[0][0], s[1][1], s[0][1]);
+        break;
+    case F_BMM: case F_BADDBMM:
+        if (s[0].rank != 3 || s[1].rank != 3) return false;
+        flops = static_cast<u128>(s[0][0]) * mm(s[0][1], s[1][2], s[0][2]);
+        break;
+    case F_CONV: {
+        if (in.size() < 9 || s[0].rank < 3 || s[1].rank != s[0].rank) return false;
+        bool transposed = in[6].isBool() && in[6].toBool();
+        s[2] = conv_output(s[0], s[1], in, transposed);
+        flops = conv_count(s[0], s[1], s[2], transposed);
+        n = 3;  // input, weight, output
+        break;
+    }
+    case F_CONV_BACKWARD: {
+        // (grad_output, input, weight, bias_sizes, stride, padding, dilation,
+        //  transposed, output_padding, groups, output_mask)
+        if (in.size() < 11 || s[0].rank < 3) return false;
+        const Dims &g = s[0], &x = s[1], &w = s[2];
+        bool transposed = in[7].isBool() && in[7].toBool();
+        bool mask0 = true, mask1 = true;
+        if (in[10].isBoolList()) {
+            auto m = in[10].toBoolList();
+            mask0 = m.size() > 0 && m.get(0);
+            mask1 = m.size() > 1 && m.get(1);
+        }
+        if (mask0) flops += conv_count(g, w, x, !transposed);
+        if (mask1) {
+            if (transposed) flops += conv_count(swap01(g), swap01(x), swap01(w), false);
+            else flops += conv_count(swap01(x), swap01(g), swap01(w), false);
+        }
+        break;
+    }
+    case F_SDPA:
+        if (s[0].rank != 4 || s[1].rank != 4 || s[2].rank != 4) return false;
+        flops = sdpa_count(s[0], s[1], s[2]);
+        break;
+    case F_SDPA_BACKWARD:
+        if (s[0].rank != 4 || s[1].rank != 4 || s[2].rank != 4) return false;
+        flops = sdpa_backward_count(s[0], s[1], s[2]);
+        n = 3;
+        break;
+    case F_FLASH: case F_EFFICIENT: case F_FLASH_BACKWARD: case F_EFFICIENT_BACKWARD: {
+        // Offsets and max lengths follow the operands: flash (q, k, v, cum_q, cum_k,
+        // max_q, max_k), efficient (q, k, v, bias, cu_q, cu_k, max_q, max_k); the
+        // backward forms add grad_out first and out (and lse) before them.
+        size_t at = f == F_FLASH ? 3 : f == F_EFFICIENT ? 4 : 6;
+        if (in.size() < at + 4) return false;
+        bool backward = f == F_FLASH_BACKWARD || f == F_EFFICIENT_BACKWARD;
+        bool packed = in[at].isTensor() && in[at].toTensor().defined();
+        if (packed) {
+            int heads_at = (f == F_FLASH || f == F_FLASH_BACKWARD) ? 1 : 2;
+            if (s[0].rank != heads_at + 2) return false;
+            flops = packed_count(s[0], s[1], s[2], in[at], in[at + 1], in[at + 2], in[at + 3],
+                                 heads_at, backward);
+        } else {
+            if (s[0].rank != 4 || s[1].rank != 4 || s[2].rank != 4) return false;
+            flops = backward ? sdpa_backward_count(s[0], s[1], s[2]) : sdpa_count(s[0], s[1], s[2]);
+        }
+        n = 3;
+        break;
+    }
+    default:
+        return false;
+    }
+    call.nshapes = n > NF_ATEN_MAX_SHAPES ? NF_ATEN_MAX_SHAPES : n;
+    for (int i = 0; i < call.nshapes; i++) {
+        call.rank[i] = s[i].rank;
+        for (int j = 0; j < s[i].rank && j < NF_ATEN_MAX_RANK; j++) call.shape[i][j] = s[i].d[j];
+    }
+    call.flops_hi = static_cast<uint64_t>(flops >> 64);
+    call.flops_lo = static_cast<uint64_t>(flops);
+    return true;
+}
+
+// ------------------------------------------------------------------ NATTEN's nodes
+
+// Autograd nodes created during a NATTEN call, as [lo, hi) ranges of sequence numbers
+// per forward thread. Sequence numbers rise on each thread, so each list is sorted;
+// it keeps the most recent ranges only (backward follows its forward closely).
+struct Range { uint64_t lo, hi; };
+constexpr size_t RANGES_KEPT = 1 << 16;
+std::mutex ranges_lock;
+std::unordered_map<uint64_t, std::deque<Range>> natten_ranges;
+std::atomic<bool> any_ranges{false};
+thread_local uint64_t natten_seq_start;
+thread_local bool natten_entered;  // leave without enter: loaded during a NATTEN call
+
+bool created_by_natten(uint64_t thread, int64_t seq) {
+    if (seq < 0 || !any_ranges.load(std::memory_order_relaxed)) return false;
+    std::lock_guard<std::mutex> g(ranges_lock);
+    auto it = natten_ranges.find(thread);
+    if (it == natten_ranges.end()) return false;
+    const auto &d = it->second;
+    auto pos = std::upper_bound(d.begin(), d.end(), static_cast<uint64_t>(seq),
+                                [](uint64_t s, const Range &r) { return s < r.lo; });
+    return pos != d.begin() && static_cast<uint64_t>(seq) < std::prev(pos)->hi;
+}
+
+// ------------------------------------------------------------------ the callback
+
+// Per-thread nesting, one byte per open RecordFunction.
+enum : uint8_t { OPEN_OPAQUE = 1, OPEN_BACKWARD = 2, OPEN_NATTEN_BACKWARD = 4 };
+struct ThreadState {
+    int opaque = 0, backward = 0, natten_backward = 0;
+    int top = 0;
+    uint8_t open[512];
+};
+thread_local ThreadState ts;
+
+void push(uint8_t flags) {
+    if (flags & OPEN_OPAQUE) ts.opaque++;
+    if (flags & OPEN_BACKWARD) ts.backward++;
+    if (flags & OPEN_NATTEN_BACKWARD) ts.natten_backward++;
+    if (ts.top < static_cast<int>(sizeof ts.open)) ts.open[ts.top] = flags;
+    ts.top++;  // deeper than the array: counted, treated as flags 0 (pushed as 0 too)
+}
+
+uint8_t enter_flags(const at::RecordFunction &fn) {
+    if (fn.scope() == at::RecordScope::BACKWARD_FUNCTION) {
+        uint8_t f = OPEN_BACKWARD;
+        if (ts.natten_backward == 0 && created_by_natten(fn.forwardThreadId(), fn.seqNr()))
+            f |= OPEN_NATTEN_BACKWARD;
+        return f;
+    }
+    if (ts.opaque > 0 || ts.natten_backward > 0 || host->natten_active()) return 0;
+    uint8_t cls = class_of(fn);
+    if (cls == CLASS_TRANSPARENT) return 0;
+    if (cls != F_NONE) {
+        nf_aten_call call{};
+        const at::Tensor *first = nullptr;
+        if (measure(cls, fn.inputs(), call, first) && first != nullptr) {
+            std::string device = first->device().str();
+            call.op = fn.name();
+            call.backward = ts.backward > 0;
+            call.dtype = dtype_name(first->scalar_type());
+            call.device = device.c_str();
+            host->count(&call);
+        }
+    }
+    return OPEN_OPAQUE;
+}
+
+std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction &fn) {
+    uint8_t flags = 0;
+    if (!broken.load(std::memory_order_relaxed) && ts.top < static_cast<int>(sizeof ts.open)) {
+        try {
+            flags = enter_flags(fn);
+        } catch (const std::exception &e) {
+            give_up(e.what());
+        } catch (...) {
+            give_up("unknown exception");
+        }
+    }
+    push(flags);
+    return nullptr;
+}
+
+void on_exit(const at::RecordFunction &, at::ObserverContext *) {
+    if (ts.top == 0) return;  // ended on another thread than it began (async): ignore
+    ts.top--;
+    uint8_t flags = ts.top < static_cast<int>(sizeof ts.open) ? ts.open[ts.top] : 0;
+    if (flags & OPEN_OPAQUE) ts.opaque--;
+    if (flags & OPEN_BACKWARD) ts.backward--;
+    if (flags & OPEN_NATTEN_BACKWARD) ts.natten_backward--;
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) int naflops_observer_start(
+    const nf_observer_host *h) {
+    if (h == nullptr || h->abi != NF_OBSERVER_ABI) return -1;
+    host = h;
+    try {
+        at::addGlobalCallback(at::RecordFunctionCallback(on_enter, on_exit)
+                                  .needsInputs(true)
+                                  .scopes({at::RecordScope::FUNCTION,
+                                           at::RecordScope::BACKWARD_FUNCTION}));
+    } catch (const std::exception &e) {
+        char line[256];
+        snprintf(line, sizeof line, "could not register the libtorch observer (%s); the whole-model count is off", e.what());
+        h->say(line);
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" __attribute__((visibility("default"))) void naflops_observer_natten_enter(void) {
+    natten_seq_start = at::sequence_number::peek();
+    natten_entered = true;
+}
+
+extern "C" __attribute__((visibility("default"))) void naflops_observer_natten_leave(void) {
+    if (!natten_entered) return;
+    natten_entered = false;
+    uint64_t end = at::sequence_number::peek();
+    if (end <= natten_seq_start) return;  // no autograd node was created (no grad)
+    try {
+        std::lock_guard<std::mutex> g(ranges_lock);
+        auto &d = natten_ranges[at::RecordFunction::currentThreadId()];
+        d.push_back({natten_seq_start, end});
+        if (d.size() > RANGES_KEPT) d.pop_front();
+        any_ranges.store(true, std::memory_order_relaxed);
+    } catch (...) {
+        give_up("could not record a NATTEN call's autograd nodes");
+    }
+}
