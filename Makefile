@@ -3,6 +3,18 @@ CC ?= cc
 PREFIX ?= /usr/local
 BUILD ?= build
 
+# CUPTI's headers (compile time only: libcupti is dlopen'd at run time). Without them the
+# GPU part builds as stubs that say why it is off. hooks/cupti_shim holds an empty
+# <string>: CUDA 13's cupti_profiler_host.h includes that C++ header around plain C
+# declarations; only C is compiled with these flags.
+CUDA_HOME ?= /usr/local/cuda
+CUPTI_HEADER := $(firstword $(wildcard $(CUDA_HOME)/include/cupti_profiler_host.h \
+                  $(CUDA_HOME)/extras/CUPTI/include/cupti_profiler_host.h))
+CUPTI_CFLAGS := -DNF_CUDA_HOME=\"$(CUDA_HOME)\"
+ifneq ($(CUPTI_HEADER),)
+CUPTI_CFLAGS += -DNF_HAVE_CUPTI=1 -Ihooks/cupti_shim -I$(dir $(CUPTI_HEADER)) -I$(CUDA_HOME)/include
+endif
+
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
@@ -18,6 +30,7 @@ ASAN_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit-asan/%,$(UNIT_SRC))
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 PYTHON ?= $(shell scripts/setup-test-env --python)
+PYTHON_017 ?= $(shell scripts/setup-test-env --python-017)
 PYTEST_ARGS ?=
 
 # Fuzzing: a libFuzzer target for the NAFLOPS_* parser, an atheris one for the CLI's
@@ -41,15 +54,20 @@ $(BOOTSTRAP_H): hooks/py_bootstrap.py
 # into any process (no libpython, no CUDA), even with LD_BIND_NOW=1.
 $(LIB): $(CORE_SRC) $(HOOK_SRC) $(wildcard src/*.h hooks/*.h) $(BOOTSTRAP_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -I$(BUILD)/gen -shared -Wl,-z,defs -o $@ $(CORE_SRC) $(HOOK_SRC) -ldl -lpthread
+	$(CC) $(ALL_CFLAGS) $(CUPTI_CFLAGS) -I$(BUILD)/gen -shared -Wl,-z,defs -o $@ $(CORE_SRC) $(HOOK_SRC) -ldl -lpthread
 
 $(BUILD)/unit/%: tests/unit/%.c tests/unit/nf_unit.h $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_SRC) $(UNIT_EXTRA) -lcmocka -lpthread
 
 $(BUILD)/unit-asan/%: tests/unit/%.c tests/unit/nf_unit.h $(CORE_SRC) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN_FLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lpthread
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN_FLAGS) -o $@ $< $(CORE_SRC) $(UNIT_EXTRA) -lcmocka -lpthread
+
+# test_cupti_metrics also builds hooks/cupti_metrics.c against CUPTI's headers.
+CUPTI_TESTS := $(BUILD)/unit/test_cupti_metrics $(BUILD)/unit-asan/test_cupti_metrics
+$(CUPTI_TESTS): UNIT_EXTRA = hooks/cupti_metrics.c $(CUPTI_CFLAGS) -ldl
+$(CUPTI_TESTS): hooks/cupti_metrics.c hooks/cupti_metrics.h
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -64,18 +82,29 @@ unit-valgrind: $(UNIT_BIN)
 env:
 	scripts/setup-test-env
 
-integration: $(LIB) env
+# The libtorch observer (whole-model count), built against a Python's torch as
+# $(BUILD)/naflops-torch-<version>.so: `make observer PYTHON=...` for any Python with
+# torch; `observers` for both test environments.
+.PHONY: observer observers
+observer: $(LIB)
+	scripts/build-observer $(PYTHON) $(BUILD)
+
+observers: $(LIB) env
+	scripts/build-observer $(PYTHON) $(BUILD)
+	scripts/build-observer $(PYTHON_017) $(BUILD)
+
+integration: $(LIB) env observers
 	NAFLOPS_LIB=$(abspath $(LIB)) $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
 
 test: unit unit-asan unit-valgrind integration
 
-demo: $(LIB) env
+demo: $(LIB) env observer
 	LD_PRELOAD=$(abspath $(LIB)) $(PYTHON) scripts/demo.py
 
 # Overhead of the counter against FlopCounterMode, torch.profiler and fvcore on the CPU
 # (a few minutes); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
 .PHONY: bench
-bench: $(LIB) env
+bench: $(LIB) env observer
 	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
 
 $(FUZZ_CONFIG): tests/fuzz/fuzz_config.c src/nf_config.c src/nf_config.h
@@ -98,6 +127,8 @@ fuzz: fuzz-config fuzz-dump
 install: $(LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libnaflops.so
+	for so in $(wildcard $(BUILD)/naflops-torch-*.so); do \
+	  install -m 0755 "$$so" $(DESTDIR)$(PREFIX)/lib/; done
 	install -m 0755 scripts/naflops $(DESTDIR)$(PREFIX)/bin/naflops
 
 clean:

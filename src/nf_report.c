@@ -1,5 +1,6 @@
 #include "nf_report.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "nf_intern.h"
@@ -32,6 +33,14 @@ static void shape_text(const nf_problem *p, char *out, size_t len) {
              show_v ? dims_text(p->v_shape, p->v_rank, v, sizeof v) : "");
 }
 
+/* An aten op's operands, in its formula's order: "40x32, 32x64". */
+static void operands_text(const nf_problem *p, char *out, size_t len) {
+    char a[96], b[96], c[96];
+    snprintf(out, len, "%s%s%s%s%s", dims_text(p->q_shape, p->q_rank, a, sizeof a),
+             p->k_rank ? ", " : "", p->k_rank ? dims_text(p->k_shape, p->k_rank, b, sizeof b) : "",
+             p->v_rank ? ", " : "", p->v_rank ? dims_text(p->v_shape, p->v_rank, c, sizeof c) : "");
+}
+
 static const char *causal_text(const nf_problem *p, char *buf) {
     for (int i = 0; i < p->na_dim; i++) buf[i] = (p->causal_mask >> i) & 1 ? 'T' : 'F';
     buf[p->na_dim] = '\0';
@@ -56,6 +65,7 @@ static nf_u128 entry_flops(const nf_entry *e) {
 /* ------------------------------------------------------------------ table */
 
 #define CELL 256 /* bytes per table cell */
+#define NF_TABLE_ATEN_ROWS 20 /* aten rows in the summary; the dump has all */
 
 enum { COL_OP, COL_PASS, COL_KIND, COL_BACKEND, COL_SHAPE, COL_KERNEL, COL_DIL, COL_CAUSAL,
        COL_DTYPE, COL_DEVICE, COL_CALLS, COL_FLOPS, NCOLS };
@@ -70,8 +80,12 @@ static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]
     snprintf(cells[COL_PASS], CELL, "%s", nf_pass_name((nf_pass)e->key.pass));
     snprintf(cells[COL_KIND], CELL, "%s", nf_kind_name((nf_kind)p->kind));
     snprintf(cells[COL_BACKEND], CELL, "%s", text_or_dash(e->key.backend));
-    shape_text(p, cells[COL_SHAPE], CELL);
-    if (p->kind == NF_KIND_ATTENTION) {
+    if (p->kind == NF_KIND_ATEN) operands_text(p, cells[COL_SHAPE], CELL);
+    else shape_text(p, cells[COL_SHAPE], CELL);
+    if (p->kind == NF_KIND_ATEN) {
+        snprintf(cells[COL_KERNEL], CELL, "-");
+        snprintf(cells[COL_DIL], CELL, "-");
+    } else if (p->kind == NF_KIND_ATTENTION) {
         snprintf(cells[COL_KERNEL], CELL, "kv=%lld", (long long)p->k_shape[1]);
         snprintf(cells[COL_DIL], CELL, "-");
     } else {
@@ -83,7 +97,7 @@ static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]
                      (long long)p->extra_kv);
         snprintf(cells[COL_DIL], CELL, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
     }
-    snprintf(cells[COL_CAUSAL], CELL, "%s", causal_text(p, tmp));
+    snprintf(cells[COL_CAUSAL], CELL, "%s", p->kind == NF_KIND_ATEN ? "-" : causal_text(p, tmp));
     snprintf(cells[COL_DTYPE], CELL, "%s", text_or_dash(e->key.dtype));
     snprintf(cells[COL_DEVICE], CELL, "%s", text_or_dash(e->key.device));
     snprintf(cells[COL_CALLS], CELL, "%llu", (unsigned long long)atomic_load(&((nf_entry *)e)->calls));
@@ -93,44 +107,89 @@ static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]
         nf_u128_to_si(entry_flops(e), "FLOP", cells[COL_FLOPS], CELL);
 }
 
-static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units) {
+/* after: "" or, for a share of the total, "  12.5%" */
+static void total_line(FILE *f, const char *label, nf_u128 flops, nf_units units, const char *after) {
     char a[64], b[64];
     if (units == NF_UNITS_EXACT)
-        fprintf(f, "naflops: %-9s %s FLOP  %s MAC\n", label, nf_u128_to_dec(flops, a),
-                nf_u128_to_dec(flops / 2, b));
+        fprintf(f, "naflops: %-9s %s FLOP  %s MAC%s\n", label, nf_u128_to_dec(flops, a),
+                nf_u128_to_dec(flops / 2, b), after);
     else
-        fprintf(f, "naflops: %-9s %s  (%s)\n", label, nf_u128_to_si(flops, "FLOP", a, sizeof a),
-                nf_u128_to_si(flops / 2, "MAC", b, sizeof b));
+        fprintf(f, "naflops: %-9s %s  (%s)%s\n", label, nf_u128_to_si(flops, "FLOP", a, sizeof a),
+                nf_u128_to_si(flops / 2, "MAC", b, sizeof b), after);
+}
+
+static int by_flops_desc(const void *a, const void *b) {
+    nf_u128 x = entry_flops(*(nf_entry *const *)a), y = entry_flops(*(nf_entry *const *)b);
+    return (x < y) - (x > y);
+}
+
+/* "  12.5%": part's share of total, or "" */
+static const char *share(nf_u128 part, nf_u128 total, char *buf, size_t len) {
+    if (total == 0) return "";
+    /* per mille, rounded, in integers: u128 avoids float and overflow for any count */
+    nf_u128 pm = total / 1000 ? (part + total / 2000) / (total / 1000) : part * 1000 / total;
+    if (pm > 1000) pm = 1000;
+    snprintf(buf, len, "  %u.%u%%", (unsigned)(pm / 10), (unsigned)(pm % 10));
+    return buf;
 }
 
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units) {
+    /* NATTEN's rows in the order they first ran, then the other aten ops (whole-model
+     * count), largest first, the first NF_TABLE_ATEN_ROWS of them: the dump has all. */
+    nf_entry **rows = malloc(sizeof *rows * (size_t)(n > 0 ? n : 1));
+    if (rows == NULL) return;
+    int nrows = 0, naten = 0;
+    for (int i = 0; i < n; i++)
+        if (nf_problem_is_natten(&entries[i]->key.problem)) rows[nrows++] = entries[i];
+    for (int i = 0; i < n; i++)
+        if (!nf_problem_is_natten(&entries[i]->key.problem)) rows[nrows + naten++] = entries[i];
+    qsort(rows + nrows, (size_t)naten, sizeof *rows, by_flops_desc);
+    int shown_aten = naten < NF_TABLE_ATEN_ROWS ? naten : NF_TABLE_ATEN_ROWS;
+    nf_u128 hidden = 0;
+    for (int i = nrows + shown_aten; i < nrows + naten; i++) hidden = nf_u128_add_sat(hidden, entry_flops(rows[i]));
+    int shown = nrows + shown_aten;
+
     int width[NCOLS];
     char cells[NCOLS][CELL];
     for (int c = 0; c < NCOLS; c++) width[c] = (int)strlen(headers[c]);
-    for (int i = 0; i < n; i++) {
-        row_cells(entries[i], units, cells);
+    for (int i = 0; i < shown; i++) {
+        row_cells(rows[i], units, cells);
         for (int c = 0; c < NCOLS; c++)
             if ((int)strlen(cells[c]) > width[c]) width[c] = (int)strlen(cells[c]);
     }
     const char *version = nf_report_natten_version(entries, n);
-    fprintf(f, "naflops: NATTEN FLOPs of pid %ld%s%s (NATTEN %s)\n", run->pid,
+    fprintf(f, "naflops: %s of pid %ld%s%s (NATTEN %s)\n",
+            naten ? "FLOPs (NATTEN and the whole model)" : "NATTEN FLOPs", run->pid,
             run->rank ? ", rank " : "", run->rank ? run->rank : "", *version ? version : "unknown");
     fputs("naflops:", f);
     for (int c = 0; c < NCOLS; c++)
         fprintf(f, c >= COL_CALLS ? " %*s" : " %-*s", width[c], headers[c]);
     fputc('\n', f);
-    for (int i = 0; i < n; i++) {
-        row_cells(entries[i], units, cells);
+    for (int i = 0; i < shown; i++) {
+        row_cells(rows[i], units, cells);
         fputs("naflops:", f);
         for (int c = 0; c < NCOLS; c++)
             fprintf(f, c >= COL_CALLS ? " %*s" : " %-*s", width[c], cells[c]);
         fputc('\n', f);
     }
+    if (naten > shown_aten) {
+        char amount[64];
+        if (units == NF_UNITS_EXACT) nf_u128_to_dec(hidden, amount);
+        else nf_u128_to_si(hidden, "FLOP", amount, sizeof amount);
+        fprintf(f, "naflops: ... %d more aten rows (%s%s); the dump has every row\n",
+                naten - shown_aten, amount, units == NF_UNITS_EXACT ? " FLOP" : "");
+    }
     nf_totals t = nf_totals_of(entries, n);
-    total_line(f, "forward", t.flops[NF_PASS_FORWARD], units);
-    total_line(f, "backward", t.flops[NF_PASS_BACKWARD], units);
-    total_line(f, "total", t.all, units);
+    total_line(f, "forward", t.flops[NF_PASS_FORWARD], units, "");
+    total_line(f, "backward", t.flops[NF_PASS_BACKWARD], units, "");
+    total_line(f, "total", t.all, units, "");
+    if (naten) {
+        char pct[24];
+        total_line(f, "NATTEN", t.natten, units, share(t.natten, t.all, pct, sizeof pct));
+        total_line(f, "other", t.other, units, share(t.other, t.all, pct, sizeof pct));
+    }
+    free(rows);
 }
 
 /* ------------------------------------------------------------------- JSON */
@@ -173,7 +232,8 @@ static void json_entry(FILE *f, const nf_entry *e) {
     fputs(", ", f);
     json_field_string(f, "kind", nf_kind_name((nf_kind)p->kind));
     fputs(", ", f);
-    json_field_string(f, "natten_version", nf_intern_str(e->key.version));
+    json_field_string(f, "natten_version",
+                      p->kind == NF_KIND_ATEN ? NULL : nf_intern_str(e->key.version));
     fputs(", ", f);
     json_field_string(f, "backend", e->key.backend ? nf_intern_str(e->key.backend) : NULL);
     fputs(",\n     \"shape\": ", f);
@@ -184,17 +244,18 @@ static void json_entry(FILE *f, const nf_entry *e) {
     fputs(", \"value_shape\": ", f);
     if (p->v_rank) json_ints(f, p->v_shape, p->v_rank);
     else fputs("null", f);
+    bool no_window = p->kind == NF_KIND_ATTENTION || p->kind == NF_KIND_ATEN;
     fputs(",\n     \"kernel_size\": ", f);
-    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    if (no_window) fputs("null", f);
     else json_ints(f, p->kernel, p->na_dim);
     fputs(", \"stride\": ", f);
-    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    if (no_window) fputs("null", f);
     else json_ints(f, p->stride, p->na_dim);
     fputs(", \"dilation\": ", f);
-    if (p->kind == NF_KIND_ATTENTION) fputs("null", f);
+    if (no_window) fputs("null", f);
     else json_ints(f, p->dilation, p->na_dim);
     fputs(", \"is_causal\": [", f);
-    for (int i = 0; i < p->na_dim; i++)
+    for (int i = 0; i < (p->kind == NF_KIND_ATEN ? 0 : p->na_dim); i++)
         fprintf(f, "%s%s", i ? ", " : "", (p->causal_mask >> i) & 1 ? "true" : "false");
     fprintf(f, "], \"additional_kv\": %lld", (long long)p->extra_kv);
     fputs(", \"varlen_pairs\": ", f);
@@ -243,6 +304,10 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     json_u128(f, t.flops[NF_PASS_FORWARD] / 2);
     fputs(", \"backward_macs\": ", f);
     json_u128(f, t.flops[NF_PASS_BACKWARD] / 2);
+    fputs(", \"natten_flops\": ", f);
+    json_u128(f, t.natten);
+    fputs(", \"other_flops\": ", f);
+    json_u128(f, t.other);
     fprintf(f, ", \"calls\": %llu}\n}\n", (unsigned long long)t.calls);
 }
 
@@ -257,7 +322,7 @@ void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
         const nf_problem *p = &e->key.problem;
         char a[96], b[96], c[96], d[96], s[96], g[96], cz[8], x[NF_U128_DEC_LEN],
             y[NF_U128_DEC_LEN], z[NF_U128_DEC_LEN];
-        bool attn = p->kind == NF_KIND_ATTENTION;
+        bool attn = p->kind == NF_KIND_ATTENTION || p->kind == NF_KIND_ATEN;
         fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s\n",
                 nf_intern_str(e->key.op), nf_pass_name((nf_pass)e->key.pass),
                 nf_kind_name((nf_kind)p->kind), nf_intern_str(e->key.version),
