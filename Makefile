@@ -77,7 +77,8 @@ unit-asan: $(ASAN_BIN)
 
 unit-valgrind: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t (valgrind)"; \
-	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	    --suppressions=tests/unit/valgrind.supp $$t; done
 
 env:
 	scripts/setup-test-env

@@ -8,6 +8,7 @@
 
 #include "../src/nf_core.h"
 #include "../src/nf_log.h"
+#include "cupti_hooks.h"
 #include "py_api.h"
 #include "py_natten.h"
 
@@ -21,4 +22,5 @@ __attribute__((constructor)) static void nf_preload_start(void) {
     }
     pthread_atfork(NULL, NULL, nf_core_after_fork_child);
     atexit(nf_core_finish);
+    nf_cupti_arm(); /* CUPTI loads only once the program initialises CUDA */
 }

@@ -8,6 +8,7 @@ void nf_config_defaults(nf_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->backward = true;
     cfg->whole_model = true;
+    cfg->gpu = true;
     cfg->format = NF_FORMAT_JSON;
     cfg->summary = NF_SUMMARY_AUTO;
     cfg->units = NF_UNITS_SI;
@@ -93,6 +94,8 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     bad += parse_bool(get, fn, "NAFLOPS_DISABLE", &cfg->disabled);
     bad += parse_bool(get, fn, "NAFLOPS_BACKWARD", &cfg->backward);
     bad += parse_bool(get, fn, "NAFLOPS_WHOLE_MODEL", &cfg->whole_model);
+    bad += parse_bool(get, fn, "NAFLOPS_GPU", &cfg->gpu);
+    bad += parse_bool(get, fn, "NAFLOPS_CROSSCHECK", &cfg->crosscheck);
     v = (int)cfg->format;
     bad += parse_choice(get, fn, "NAFLOPS_FORMAT", formats, 2, &v);
     cfg->format = (nf_format)v;

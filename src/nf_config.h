@@ -16,6 +16,8 @@ typedef struct nf_config {
     bool disabled;                /* NAFLOPS_DISABLE */
     bool backward;                /* NAFLOPS_BACKWARD */
     bool whole_model;             /* NAFLOPS_WHOLE_MODEL: count the other aten ops too */
+    bool gpu;                     /* NAFLOPS_GPU: attribute and time CUDA kernels (CUPTI) */
+    bool crosscheck;              /* NAFLOPS_CROSSCHECK: tensor-core metrics per kernel */
     nf_format format;             /* NAFLOPS_FORMAT */
     nf_summary summary;           /* NAFLOPS_SUMMARY */
     nf_units units;               /* NAFLOPS_UNITS */

@@ -328,6 +328,35 @@ static void test_bad_value_with_newline_stays_one_line(void **state) {
                         "naflops: NAFLOPS_FORMAT='js?on?' is not valid (allowed: json, csv); using json");
 }
 
+/* NAFLOPS_GPU (default on) and NAFLOPS_CROSSCHECK (default off): booleans like the
+ * others, one complaint line for a bad value, the default kept. */
+static void test_gpu_switches(void **state) {
+    (void)state;
+    nf_config d;
+    nf_config_defaults(&d);
+    assert_true(d.gpu);
+    assert_false(d.crosscheck);
+    assert_false(parse_one("NAFLOPS_GPU", "off", 0).gpu);
+    assert_false(parse_one("NAFLOPS_GPU", "0", 0).gpu);
+    assert_true(parse_one("NAFLOPS_GPU", "on", 0).gpu);
+    assert_true(parse_one("NAFLOPS_CROSSCHECK", "on", 0).crosscheck);
+    assert_true(parse_one("NAFLOPS_CROSSCHECK", "YES", 0).crosscheck);
+    assert_false(parse_one("NAFLOPS_CROSSCHECK", "off", 0).crosscheck);
+    bad_value("NAFLOPS_GPU", "cuda", BOOLS, "1");
+    bad_value("NAFLOPS_CROSSCHECK", "always", BOOLS, "0");
+    /* both together, with another variable: independent */
+    nf_config cfg;
+    reset_env(NULL);
+    set_var("NAFLOPS_GPU", "off");
+    set_var("NAFLOPS_CROSSCHECK", "on");
+    set_var("NAFLOPS_UNITS", "exact");
+    nf_config_defaults(&cfg);
+    assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 0);
+    assert_false(cfg.gpu);
+    assert_true(cfg.crosscheck);
+    assert_int_equal(cfg.units, NF_UNITS_EXACT);
+}
+
 #define T(f) cmocka_unit_test_setup(f, reset_env)
 
 int main(void) {
@@ -351,6 +380,7 @@ int main(void) {
         T(test_flush_counts_good),
         T(test_bad_flush_counts),
         T(test_bad_value_with_newline_stays_one_line),
+        T(test_gpu_switches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
