@@ -103,6 +103,47 @@ na1d,forward,fused,0.21.7,flex-fna+flex-fmha,1x12x2x8,1x12x2x8,1x12x2x8,3,1,1,T,
     assert md[-1] == "| total | 1338560 | 669280 |"
 
 
+def aten(name, pass_, fpc, calls, *operands):
+    """A whole-model row: the operands of the aten op's formula in the shape fields."""
+    row = op(name, pass_, "aten", fpc, calls, *operands, causal=(), backend=None, version=None)
+    row["value_shape"] = list(operands[2]) if len(operands) > 2 else None
+    return row
+
+
+def test_report_whole_model_rows(tmp_path):
+    """NATTEN's rows first, then the aten rows largest first; NATTEN's and the other
+    ops' shares under the totals, rounded as the library rounds them."""
+    ops = [NA2D_F, aten("aten::mm", "backward", 786432, 1, (128, 96), (96, 32)),
+           aten("aten::addmm", "forward", 786432, 2, (128, 32), (32, 96)),
+           aten("aten::convolution", "forward", 55296, 1, (2, 3, 16, 16), (8, 3, 3, 3),
+                (2, 8, 8, 8))]
+    d = dump(ops)
+    d["totals"]["natten_flops"] = 442368
+    d["totals"]["other_flops"] = 786432 * 3 + 55296
+    r = naflops("report", "--units", "exact", write(tmp_path / "d.json", d))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == """\
+FLOPs (NATTEN and the whole model) of pid 4242, rank 0 (NATTEN 0.21.7)
+op                pass     kind  backend  shape                       kernel dilation causal dtype   device calls   FLOPs
+na2d              forward  fused flex-fna 2x8x8x2x16                  3x3    1x1      FF     float32 cpu        3  442368
+aten::addmm       forward  aten  -        128x32, 32x96               -      -        -      float32 cpu        2 1572864
+aten::mm          backward aten  -        128x96, 96x32               -      -        -      float32 cpu        1  786432
+aten::convolution forward  aten  -        2x3x16x16, 8x3x3x3, 2x8x8x8 -      -        -      float32 cpu        1   55296
+forward   2070528 FLOP  1035264 MAC
+backward  786432 FLOP  393216 MAC
+total     2856960 FLOP  1428480 MAC
+NATTEN    442368 FLOP  221184 MAC  15.5%
+other     2414592 FLOP  1207296 MAC  84.5%
+"""
+    merged = naflops("merge", "-o", "-", tmp_path / "d.json")
+    m = json.loads(merged.stdout)
+    assert (m["totals"]["natten_flops"], m["totals"]["other_flops"]) == (442368, 2414592)
+    wrong = dict(d, totals=dict(d["totals"], other_flops=5))
+    r = naflops("report", write(tmp_path / "w.json", wrong))
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith("totals.other_flops: 5 is not the sum of the aten ops' flops")
+
+
 # ----------------------------------------------------------------------- merge
 
 def two_ranks(tmp_path, one=None, two=None):
@@ -127,7 +168,7 @@ def test_merge_sums_exactly(tmp_path):
     total = (2**64 + 5) * 2**60 + 442368
     assert m["totals"] == {"flops": total, "macs": total // 2, "forward_flops": total,
                            "backward_flops": 0, "forward_macs": total // 2, "backward_macs": 0,
-                           "calls": 2**64 + 5 + 3}
+                           "natten_flops": total, "other_flops": 0, "calls": 2**64 + 5 + 3}
     # the merged dump is a valid dump: report prints it, exactly
     r = naflops("report", "--units", "exact", out)
     assert r.returncode == 0 and r.stdout.startswith("NATTEN FLOPs of ranks 0, 1 (NATTEN 0.21.7)\n")

@@ -34,7 +34,10 @@ def dense(q, k, v):
 
 
 def run_both(py, code, tmp_path, lib, **env):
-    """The program under the preload, and without: output and status must match."""
+    """The program under the preload, and without: output and status must match.
+    The whole-model count is off unless env turns it on: these tests check NATTEN's
+    rows and totals exactly (test_whole_model.py checks the rest)."""
+    env = {"NAFLOPS_WHOLE_MODEL": "0", **env}
     plain = run_program(py, code, tmp_path / "plain", None) if (tmp_path / "plain").mkdir() is None else None
     (tmp_path / "pre").mkdir()
     pre = run_program(py, code, tmp_path / "pre", lib, env=env)
@@ -74,7 +77,8 @@ print(checksum(o), checksum(q.grad))
     assert fw[0]["dtype"] == "float32" and fw[0]["device"] == "cpu"
     assert d["totals"] == {"flops": 3 * f, "macs": 3 * f // 2, "forward_flops": f,
                            "backward_flops": 2 * f, "forward_macs": f // 2,
-                           "backward_macs": f, "calls": 2}
+                           "backward_macs": f, "natten_flops": 3 * f, "other_flops": 0,
+                           "calls": 2}
     # nothing else was counted: the inner generic/backend calls are part of na*d
     assert len(d["ops"]) == 2
     assert "naflops: total" in r.stderr
