@@ -9,6 +9,7 @@
 
 #include "nf_dump.h"
 #include "nf_flush.h"
+#include "nf_gpu.h"
 #include "nf_ledger.h"
 #include "nf_log.h"
 #include "nf_report.h"
@@ -102,6 +103,7 @@ static void write_report(bool final) {
         if (print) {
             fflush(stderr);
             nf_report_table(stderr, &run, entries, n, cfg->units);
+            nf_gpu_report_table(stderr, entries, n); /* nothing when no GPU work was seen */
             fflush(stderr);
         }
     }
@@ -123,5 +125,6 @@ void nf_core_after_fork_child(void) {
     pthread_mutex_init(&write_lock, NULL);
     atomic_store(&finished, false);
     nf_ledger_reset();
+    nf_gpu_reset();
     nf_flush_after_fork_child();
 }

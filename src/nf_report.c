@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nf_gpu.h"
 #include "nf_intern.h"
 
 /* "2x16x16x4x32", or "-" for an absent tensor. */
@@ -308,7 +309,12 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     json_u128(f, t.natten);
     fputs(", \"other_flops\": ", f);
     json_u128(f, t.other);
-    fprintf(f, ", \"calls\": %llu}\n}\n", (unsigned long long)t.calls);
+    fprintf(f, ", \"calls\": %llu}", (unsigned long long)t.calls);
+    if (nf_gpu_has_data()) { /* kernels, graphs, cross-check: only where CUDA ran */
+        fputs(",\n  \"gpu\": ", f);
+        nf_gpu_report_json(f, entries, n);
+    }
+    fputs("\n}\n", f);
 }
 
 /* -------------------------------------------------------------------- CSV */

@@ -136,6 +136,38 @@ static void test_totals_by_pass(void **state) {
     assert_int_equal(none.calls, 0);
 }
 
+/* Whole-model rows: FLOPs per call come with the key (the observer's formula), a
+ * backward aten op is counted as it ran (not twice a forward), and the totals split
+ * NATTEN from the rest. */
+static void test_aten_rows(void **state) {
+    (void)state;
+    nf_key a, b;
+    nf_key_init(&a);
+    a.problem.kind = NF_KIND_ATEN;
+    a.problem.q_rank = a.problem.k_rank = 2;
+    a.problem.q_shape[0] = 7, a.problem.q_shape[1] = 5;
+    a.problem.k_shape[0] = 5, a.problem.k_shape[1] = 3;
+    a.problem.aten_flops = 210; /* 2*7*3*5 */
+    a.op = nf_intern("aten::mm");
+    a.pass = NF_PASS_BACKWARD;
+    b = a;
+    b.problem.aten_flops = 420; /* same operands, other FLOPs: its own row */
+    assert_true(nf_ledger_add(&a, 2));
+    assert_true(nf_ledger_add(&b, 1));
+    nf_entry *ea = nf_ledger_entry(&a), *eb = nf_ledger_entry(&b);
+    assert_ptr_not_equal(ea, eb);
+    assert_u128_equal(ea->flops_per_call, 210);
+    assert_u128_equal(eb->flops_per_call, 420);
+    nf_key n = key_2d("aten_rows", 16, NF_PASS_BACKWARD); /* NATTEN: 2 * 147456 */
+    assert_true(nf_ledger_add(&n, 1));
+    nf_entry *e[3] = {ea, eb, nf_ledger_entry(&n)};
+    nf_totals t = nf_totals_of(e, 3);
+    assert_u128_equal(t.other, 840);      /* 2*210 + 420 */
+    assert_u128_equal(t.natten, 294912);
+    assert_u128_equal(t.all, 295752);
+    assert_u128_equal(t.flops[NF_PASS_BACKWARD], 295752);
+}
+
 static void test_totals_past_2_64(void **state) {
     (void)state;
     nf_key fwd = key_big("big_totals", NF_PASS_FORWARD);  /* 2^62 per call */
@@ -369,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_different_keys_different_entries),
         cmocka_unit_test(test_calls_accumulate),
         cmocka_unit_test(test_totals_by_pass),
+        cmocka_unit_test(test_aten_rows),
         cmocka_unit_test(test_totals_past_2_64),
         cmocka_unit_test(test_threads_exact_totals),
         cmocka_unit_test(test_threads_create_one_entry),

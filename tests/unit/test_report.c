@@ -207,6 +207,7 @@ static void test_json_totals(void **state) {
                        "\"macs\": 27670116110564548608, "
                        "\"forward_flops\": 442368, \"backward_flops\": 55340232221128654848, "
                        "\"forward_macs\": 221184, \"backward_macs\": 27670116110564327424, "
+                       "\"natten_flops\": 55340232221129097216, \"other_flops\": 0, "
                        "\"calls\": 9}");
     free(c.text);
 }
@@ -227,7 +228,7 @@ static void test_json_empty_and_escaping(void **state) {
     assert_contains(t, "\"ops\": [\n  ]");
     assert_contains(t, "\"totals\": {\"flops\": 0, \"macs\": 0, \"forward_flops\": 0, "
                        "\"backward_flops\": 0, \"forward_macs\": 0, \"backward_macs\": 0, "
-                       "\"calls\": 0}");
+                       "\"natten_flops\": 0, \"other_flops\": 0, \"calls\": 0}");
     free(c.text);
 }
 
@@ -442,8 +443,104 @@ static void test_natten_version(void **state) {
     assert_string_equal(nf_report_natten_version(NULL, 0), "");
 }
 
+/* ------------------------------------------------------- whole-model rows */
+
+/* An aten row as the observer hands it over: operands and FLOPs per call given. */
+static nf_entry *entry_aten(const char *op, nf_pass pass, uint64_t flops, uint64_t calls,
+                            int64_t m, int64_t k, int64_t n) {
+    nf_key key;
+    nf_key_init(&key);
+    nf_problem *p = &key.problem;
+    p->kind = NF_KIND_ATEN;
+    p->q_rank = p->k_rank = 2;
+    p->q_shape[0] = m, p->q_shape[1] = k;
+    p->k_shape[0] = k, p->k_shape[1] = n;
+    p->aten_flops = flops;
+    key.op = nf_intern(op);
+    key.dtype = nf_intern("float32");
+    key.device = nf_intern("cpu");
+    key.pass = (uint8_t)pass;
+    nf_entry *e = nf_ledger_entry(&key);
+    assert_non_null(e);
+    atomic_store(&e->calls, calls);
+    return e;
+}
+
+/* A (na2d, 442368 FLOPs) with two aten rows given smallest first:
+ *   mm backward 128x96 @ 96x32: 2*128*32*96 = 786432, 1 call
+ *   addmm forward 128x32 @ 32x96: 786432 per call, 2 calls = 1572864
+ * total 442368 + 786432 + 1572864 = 2801664; NATTEN 442368 = 15.79% -> "15.8%",
+ * other 2359296 = 84.21% -> "84.2%". */
+static void test_table_whole_model(void **state) {
+    (void)state;
+    nf_entry *e[3] = {entry_aten("aten::mm", NF_PASS_BACKWARD, 786432, 1, 128, 96, 32), entry_a(),
+                      entry_aten("aten::addmm", NF_PASS_FORWARD, 786432, 2, 128, 32, 96)};
+    capture c;
+    capture_open(&c);
+    nf_report_table(c.f, &run, e, 3, NF_UNITS_EXACT);
+    const char *t = capture_close(&c);
+    char l[512], w[512];
+    assert_string_equal(line_of(t, 0, l, sizeof l),
+                        "naflops: FLOPs (NATTEN and the whole model) of pid 4242, rank 0 (NATTEN 0.17.5)");
+    /* NATTEN first, then the aten rows, largest first */
+    assert_string_equal(words(line_of(t, 2, l, sizeof l), w, sizeof w),
+                        "naflops: na2d forward fused cutlass-fna 2x8x8x2x16 3x3 2x1 FT float16 "
+                        "cuda:0 3 442368");
+    assert_string_equal(words(line_of(t, 3, l, sizeof l), w, sizeof w),
+                        "naflops: aten::addmm forward aten - 128x32, 32x96 - - - float32 cpu 2 1572864");
+    assert_string_equal(words(line_of(t, 4, l, sizeof l), w, sizeof w),
+                        "naflops: aten::mm backward aten - 128x96, 96x32 - - - float32 cpu 1 786432");
+    assert_string_equal(line_of(t, 7, l, sizeof l), "naflops: total     2801664 FLOP  1400832 MAC");
+    assert_string_equal(line_of(t, 8, l, sizeof l),
+                        "naflops: NATTEN    442368 FLOP  221184 MAC  15.8%");
+    assert_string_equal(line_of(t, 9, l, sizeof l),
+                        "naflops: other     2359296 FLOP  1179648 MAC  84.2%");
+    free(c.text);
+
+    capture_open(&c);
+    nf_report_json(c.f, &run, e, 3);
+    t = capture_close(&c);
+    assert_json(t);
+    assert_contains(t, "\"natten_flops\": 442368, \"other_flops\": 2359296, \"calls\": 6}");
+    assert_contains(t, "{\"op\": \"aten::mm\", \"pass\": \"backward\", \"kind\": \"aten\", "
+                       "\"natten_version\": null, \"backend\": null,\n     \"shape\": [128, 96], "
+                       "\"key_shape\": [96, 32], \"value_shape\": null,\n     \"kernel_size\": null, "
+                       "\"stride\": null, \"dilation\": null, \"is_causal\": [],");
+    free(c.text);
+
+    capture_open(&c);
+    nf_report_csv(c.f, e, 3);
+    t = capture_close(&c);
+    assert_contains(t, "\naten::mm,backward,aten,,,128x96,96x32,-,-,-,-,,0,float32,cpu,1,786432,786432,393216\n");
+    free(c.text);
+}
+
+/* 25 aten rows of 1..25 FLOPs: the table shows the 20 largest (25 down to 6) and says
+ * how many more there are and what they add up to (1+2+3+4+5 = 15). */
+static void test_table_caps_aten_rows(void **state) {
+    (void)state;
+    nf_entry *e[25];
+    for (int i = 0; i < 25; i++) e[i] = entry_aten("aten::bmm", NF_PASS_FORWARD, (uint64_t)i + 1, 1, 3, 4, 1000 + i);
+    capture c;
+    capture_open(&c);
+    nf_report_table(c.f, &run, e, 25, NF_UNITS_EXACT);
+    const char *t = capture_close(&c);
+    char l[512], w[512];
+    assert_string_equal(words(line_of(t, 2, l, sizeof l), w, sizeof w),
+                        "naflops: aten::bmm forward aten - 3x4, 4x1024 - - - float32 cpu 1 25");
+    assert_string_equal(words(line_of(t, 21, l, sizeof l), w, sizeof w),
+                        "naflops: aten::bmm forward aten - 3x4, 4x1005 - - - float32 cpu 1 6");
+    assert_string_equal(line_of(t, 22, l, sizeof l),
+                        "naflops: ... 5 more aten rows (15 FLOP); the dump has every row");
+    assert_string_equal(line_of(t, 25, l, sizeof l), "naflops: total     325 FLOP  162 MAC");
+    assert_string_equal(line_of(t, 26, l, sizeof l), "naflops: NATTEN    0 FLOP  0 MAC  0.0%");
+    free(c.text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_whole_model),
+        cmocka_unit_test(test_table_caps_aten_rows),
         cmocka_unit_test(test_json_header_and_ops),
         cmocka_unit_test(test_json_totals),
         cmocka_unit_test(test_json_empty_and_escaping),
