@@ -17,31 +17,10 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* A fused 2D heads-last signature q = k = v [2, 8, 8, 2, 16], kernel 3x3:
- * forward = 4*2*2*64*9*16 = 147456 FLOPs per call, backward twice that.
+/* 147456 FLOPs per forward call, backward twice that (nf_unit_key_2d with d = 16);
  * backend NULL gives the key the wrapper has in scope during the call. */
 static nf_key key_of(const char *op, const char *backend, nf_pass pass) {
-    nf_key k;
-    nf_key_init(&k);
-    nf_problem *p = &k.problem;
-    p->kind = NF_KIND_FUSED;
-    p->layout = NF_HEADS_LAST;
-    p->na_dim = 2;
-    const int64_t shape[] = {2, 8, 8, 2, 16};
-    memcpy(p->q_shape, shape, sizeof shape);
-    memcpy(p->k_shape, shape, sizeof shape);
-    memcpy(p->v_shape, shape, sizeof shape);
-    p->q_rank = p->k_rank = p->v_rank = 5;
-    p->kernel[0] = p->kernel[1] = 3;
-    p->dilation[0] = p->dilation[1] = 1;
-    p->stride[0] = p->stride[1] = 1;
-    k.op = nf_intern(op);
-    k.dtype = nf_intern("float16");
-    k.device = nf_intern("cuda:0");
-    k.version = nf_intern("0.21.7");
-    k.backend = backend ? nf_intern(backend) : NF_INTERN_NONE;
-    k.pass = (uint8_t)pass;
-    return k;
+    return nf_unit_key_2d(op, 16, pass, "0.21.7", backend);
 }
 
 static nf_entry *entry_of(const char *op, const char *backend, nf_pass pass) {

@@ -11,29 +11,9 @@
 #include "../../src/nf_intern.h"
 #include "../../src/nf_ledger.h"
 
-/* A fused 2D heads-last signature q = k = v [2, 8, 8, 2, d], kernel 3x3:
- * forward = 4*2*2*64*9*d = 9216*d FLOPs per call (147456 for d = 16). */
+/* forward = 9216*d FLOPs per call (147456 for d = 16): see nf_unit_key_2d. */
 static nf_key key_2d(const char *op, int64_t d, nf_pass pass) {
-    nf_key k;
-    nf_key_init(&k);
-    nf_problem *p = &k.problem;
-    p->kind = NF_KIND_FUSED;
-    p->layout = NF_HEADS_LAST;
-    p->na_dim = 2;
-    const int64_t shape[] = {2, 8, 8, 2, d};
-    memcpy(p->q_shape, shape, sizeof shape);
-    memcpy(p->k_shape, shape, sizeof shape);
-    memcpy(p->v_shape, shape, sizeof shape);
-    p->q_rank = p->k_rank = p->v_rank = 5;
-    p->kernel[0] = p->kernel[1] = 3;
-    p->dilation[0] = p->dilation[1] = 1;
-    p->stride[0] = p->stride[1] = 1;
-    k.op = nf_intern(op);
-    k.dtype = nf_intern("float16");
-    k.device = nf_intern("cuda:0");
-    k.version = nf_intern("0.17.5");
-    k.pass = (uint8_t)pass;
-    return k;
+    return nf_unit_key_2d(op, d, pass, "0.17.5", NULL);
 }
 
 /* A fused 1D signature whose count passes 2^64 over a few calls:
