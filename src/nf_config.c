@@ -8,7 +8,9 @@ void nf_config_defaults(nf_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->backward = true;
     cfg->whole_model = true;
-    cfg->gpu = true;
+    /* Off until the CUPTI side has been verified on a GPU (it has not run on one yet):
+     * the user's program comes first. NAFLOPS_GPU=1 or NAFLOPS_CROSSCHECK=1 turn it on. */
+    cfg->gpu = false;
     cfg->format = NF_FORMAT_JSON;
     cfg->summary = NF_SUMMARY_AUTO;
     cfg->units = NF_UNITS_SI;
@@ -96,6 +98,8 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     bad += parse_bool(get, fn, "NAFLOPS_WHOLE_MODEL", &cfg->whole_model);
     bad += parse_bool(get, fn, "NAFLOPS_GPU", &cfg->gpu);
     bad += parse_bool(get, fn, "NAFLOPS_CROSSCHECK", &cfg->crosscheck);
+    const char *gpu = get("NAFLOPS_GPU");
+    if (cfg->crosscheck && (gpu == NULL || *gpu == '\0')) cfg->gpu = true; /* it needs the GPU side */
     v = (int)cfg->format;
     bad += parse_choice(get, fn, "NAFLOPS_FORMAT", formats, 2, &v);
     cfg->format = (nf_format)v;

@@ -37,6 +37,7 @@ def run(tmp_path, program, preload=True, **env):
     e.pop("CUDA_INJECTION64_PATH", None)
     if preload:
         e.update(LD_PRELOAD=str(LIB), NAFLOPS_OUTPUT=str(dump), NAFLOPS_UNITS="exact")
+    e["NAFLOPS_GPU"] = "1"  # off by default until verified on a GPU
     e.update(env)
     p = subprocess.run([sys.executable, str(src)], env=e, capture_output=True, text=True,
                        timeout=240, cwd=tmp_path)

@@ -346,3 +346,26 @@ def test_torch_program_without_natten_is_counted_and_unchanged(py021, lib, tmp_p
     assert (op["op"], op["shape"], op["key_shape"], op["flops"]) == ("aten::mm", [8, 4], [4, 8],
                                                                     2 * 8 * 8 * 4)
     assert run.dump["natten_version"] is None
+
+
+def test_torch_compile_counts_each_run_not_the_tracing(py021, lib, tmp_path):
+    """Dynamo and Inductor trace with fake tensors (not counted); the compiled code runs
+    its matmuls as aten::mm (extern kernels), counted once per call."""
+    code = """
+    import torch
+    @torch.compile
+    def f(a, b, w):
+        return torch.relu(a @ b) @ w
+    a, b, w = torch.randn(64, 32), torch.randn(32, 48), torch.randn(48, 16)
+    for _ in range(3):
+        y = f(a, b, w)
+    print(round(float(y.sum()), 3))
+    """
+    plain = run_program(py021, code, tmp_path)
+    run = run_program(py021, code, tmp_path, lib=lib)
+    assert run.returncode == 0 and run.stdout == plain.stdout, run.stderr[-3000:]
+    rows = {(tuple(op["shape"]), tuple(op["key_shape"])): (op["calls"], op["flops_per_call"])
+            for op in ops_by(run.dump, op="aten::mm")}
+    assert rows == {((64, 32), (32, 48)): (3, 2 * 64 * 48 * 32),
+                    ((64, 48), (48, 16)): (3, 2 * 64 * 16 * 48)}
+    assert len(run.dump["ops"]) == 2

@@ -328,21 +328,24 @@ static void test_bad_value_with_newline_stays_one_line(void **state) {
                         "naflops: NAFLOPS_FORMAT='js?on?' is not valid (allowed: json, csv); using json");
 }
 
-/* NAFLOPS_GPU (default on) and NAFLOPS_CROSSCHECK (default off): booleans like the
- * others, one complaint line for a bad value, the default kept. */
+/* NAFLOPS_GPU and NAFLOPS_CROSSCHECK (both default off): booleans like the others, one
+ * complaint line for a bad value, the default kept; the cross-check turns the GPU side
+ * on unless NAFLOPS_GPU says otherwise. */
 static void test_gpu_switches(void **state) {
     (void)state;
     nf_config d;
     nf_config_defaults(&d);
-    assert_true(d.gpu);
+    assert_false(d.gpu);
     assert_false(d.crosscheck);
+    nf_config x = parse_one("NAFLOPS_CROSSCHECK", "1", 0);
+    assert_true(x.crosscheck && x.gpu);
     assert_false(parse_one("NAFLOPS_GPU", "off", 0).gpu);
     assert_false(parse_one("NAFLOPS_GPU", "0", 0).gpu);
     assert_true(parse_one("NAFLOPS_GPU", "on", 0).gpu);
     assert_true(parse_one("NAFLOPS_CROSSCHECK", "on", 0).crosscheck);
     assert_true(parse_one("NAFLOPS_CROSSCHECK", "YES", 0).crosscheck);
     assert_false(parse_one("NAFLOPS_CROSSCHECK", "off", 0).crosscheck);
-    bad_value("NAFLOPS_GPU", "cuda", BOOLS, "1");
+    bad_value("NAFLOPS_GPU", "cuda", BOOLS, "0");
     bad_value("NAFLOPS_CROSSCHECK", "always", BOOLS, "0");
     /* both together, with another variable: independent */
     nf_config cfg;
