@@ -353,6 +353,7 @@ def test_torch_compile_counts_each_run_not_the_tracing(py021, lib, tmp_path):
     its matmuls as aten::mm (extern kernels), counted once per call."""
     code = """
     import torch
+    torch.manual_seed(0)
     @torch.compile
     def f(a, b, w):
         return torch.relu(a @ b) @ w
