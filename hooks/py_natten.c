@@ -448,13 +448,12 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     bool readable = read_key(w, args, nargs, kwnames, &key) == 0;
     P.PyErr_Clear(); /* no error is set on entry to a call */
 
-    /* The entry exists before the call (with no calls yet) so that work done during
-     * the call can be attributed to it; the backend is only known afterwards. */
-    nf_entry *pending = readable ? nf_ledger_entry(&key) : NULL;
+    /* In scope during the call, for work done meanwhile to be attributed to it (the
+     * backend is only known afterwards). */
     nf_frame saved = frame;
     frame.depth = 1;
     frame.backend = NF_INTERN_NONE;
-    nf_scope outer = nf_scope_enter(pending);
+    nf_scope outer = nf_scope_enter(readable ? &key : NULL);
     PyObject *result = call_original(w, args, nargs, kwnames);
     nf_scope_leave(outer);
     uint16_t backend = frame.backend;

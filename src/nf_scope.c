@@ -10,14 +10,15 @@ void nf_scope_listen(nf_scope_hook on_enter, nf_scope_hook on_leave) {
     atomic_store(&enter_hook, on_enter);
 }
 
-nf_scope nf_scope_enter(nf_entry *entry) {
+nf_scope nf_scope_enter(const nf_key *key) {
     nf_scope saved = current;
     if (current.depth == 0) {
         nf_scope_hook h = atomic_load_explicit(&enter_hook, memory_order_relaxed);
         if (h) h();
     }
     current.depth++;
-    current.entry = entry;
+    current.key = key;
+    current.entry = NULL;
     return saved;
 }
 
@@ -31,4 +32,7 @@ void nf_scope_leave(nf_scope saved) {
 
 bool nf_scope_active(void) { return current.depth > 0; }
 
-nf_entry *nf_scope_entry(void) { return current.entry; }
+nf_entry *nf_scope_entry(void) {
+    if (current.entry == NULL && current.key != NULL) current.entry = nf_ledger_entry(current.key);
+    return current.entry;
+}

@@ -10,13 +10,15 @@
 #include "nf_ledger.h"
 
 typedef struct nf_scope {
-    int depth;        /* > 0 while a NATTEN op runs on this thread */
-    nf_entry *entry;  /* its ledger entry; NULL when its arguments could not be read */
+    int depth;           /* > 0 while a NATTEN op runs on this thread */
+    const nf_key *key;   /* its signature (backend not yet known); NULL when its
+                            arguments could not be read. Owned by the caller. */
+    nf_entry *entry;     /* the ledger entry of key, looked up on first need */
 } nf_scope;
 
-/* Makes entry the current op and returns what was current before, to be handed back
- * to nf_scope_leave. */
-nf_scope nf_scope_enter(nf_entry *entry);
+/* Makes the op with this key current and returns what was current before, to be
+ * handed back to nf_scope_leave. key must stay valid until then. */
+nf_scope nf_scope_enter(const nf_key *key);
 void nf_scope_leave(nf_scope saved);
 
 /* Called on the thread when its outermost NATTEN call begins and ends (the libtorch
@@ -25,7 +27,9 @@ void nf_scope_leave(nf_scope saved);
 typedef void (*nf_scope_hook)(void);
 void nf_scope_listen(nf_scope_hook on_enter, nf_scope_hook on_leave);
 
-/* Whether a NATTEN op is running on this thread, and which. */
+/* Whether a NATTEN op is running on this thread, and which (its ledger entry, created
+ * with no calls on the first ask: only what attributes work to ops asks, so a NATTEN
+ * call on the CPU does not pay for a second ledger lookup). */
 bool nf_scope_active(void);
 nf_entry *nf_scope_entry(void);
 

@@ -99,7 +99,7 @@ static void test_scope_attribution(void **state) {
     nf_entry *counted = entry_of("gpu_scope", "cutlass-fna", NF_PASS_FORWARD);
     nf_gpu_device(0, "GH100", "NVIDIA H200");
 
-    nf_scope outer = nf_scope_enter(pending);
+    nf_scope outer = nf_scope_enter(&pending->key);
     nf_gpu_launch(nf_scope_entry(), 1);
     nf_gpu_launch(nf_scope_entry(), 2);
     nf_scope_leave(outer);
@@ -335,7 +335,7 @@ typedef struct worker {
 /* Each thread runs its own op and launches inside it, then some kernels outside. */
 static void *launcher(void *arg) {
     worker *w = arg;
-    nf_scope outer = nf_scope_enter(w->op);
+    nf_scope outer = nf_scope_enter(w->op ? &w->op->key : NULL);
     for (int j = 0; j < PER_THREAD; j++)
         nf_gpu_launch(nf_scope_entry(), (uint64_t)w->index * 100000 + (uint64_t)j + 1);
     nf_scope_leave(outer);
