@@ -6,6 +6,7 @@
 #include "nf_gpu.h"
 #include "nf_gpu_peak.h"
 #include "nf_intern.h"
+#include "nf_report.h"
 
 /* What the report says about one op that launched kernels. */
 typedef struct op_row {
@@ -48,12 +49,7 @@ static void join(op_row *r, const nf_gpu_op_stat *s, nf_entry *const *entries, i
 }
 
 static const char *shape_text(const nf_key *k, char *buf, size_t len) {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < k->problem.q_rank && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, i ? "x%lld" : "%lld",
-                                 (long long)k->problem.q_shape[i]);
-    return buf[0] ? buf : "-";
+    return nf_report_dims(k->problem.q_shape, k->problem.q_rank, buf, len);
 }
 
 /* One consistent-enough copy of nf_gpu's state for a report (ops on the heap: each
@@ -167,16 +163,8 @@ void nf_gpu_report_table(FILE *f, nf_entry *const *entries, int n) {
 
 /* ------------------------------------------------------------ JSON */
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f) fprintf(f, "\\u%04x", c); /* names are ASCII; anything else is shown, not trusted */
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
+/* Names from CUPTI and the driver: shown, not trusted to be UTF-8. */
+static void json_str(FILE *f, const char *s) { nf_report_json_string(f, s, true); }
 
 static void json_num(FILE *f, double v, bool known) {
     if (known) fprintf(f, "%.6g", v);

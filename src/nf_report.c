@@ -6,8 +6,7 @@
 #include "nf_gpu.h"
 #include "nf_intern.h"
 
-/* "2x16x16x4x32", or "-" for an absent tensor. */
-static const char *dims_text(const int64_t *v, int n, char *buf, size_t len) {
+const char *nf_report_dims(const int64_t *v, int n, char *buf, size_t len) {
     if (n == 0) return "-";
     size_t k = 0;
     buf[0] = '\0';
@@ -24,22 +23,22 @@ static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb) {
  * heads, another value head dim, attention over other tokens): "2x16x4x8 k:2x20x2x8". */
 static void shape_text(const nf_problem *p, char *out, size_t len) {
     char q[96], k[96], v[96];
-    dims_text(p->q_shape, p->q_rank, q, sizeof q);
+    nf_report_dims(p->q_shape, p->q_rank, q, sizeof q);
     bool show_k = p->k_rank && !same_dims(p->k_shape, p->k_rank, p->q_shape, p->q_rank);
     bool show_v = p->v_rank && !same_dims(p->v_shape, p->v_rank, p->q_shape, p->q_rank) &&
                   !(show_k && same_dims(p->v_shape, p->v_rank, p->k_shape, p->k_rank)) &&
                   p->kind != NF_KIND_AV;
     snprintf(out, len, "%s%s%s%s%s", q, show_k ? " k:" : "",
-             show_k ? dims_text(p->k_shape, p->k_rank, k, sizeof k) : "", show_v ? " v:" : "",
-             show_v ? dims_text(p->v_shape, p->v_rank, v, sizeof v) : "");
+             show_k ? nf_report_dims(p->k_shape, p->k_rank, k, sizeof k) : "", show_v ? " v:" : "",
+             show_v ? nf_report_dims(p->v_shape, p->v_rank, v, sizeof v) : "");
 }
 
 /* An aten op's operands, in its formula's order: "40x32, 32x64". */
 static void operands_text(const nf_problem *p, char *out, size_t len) {
     char a[96], b[96], c[96];
-    snprintf(out, len, "%s%s%s%s%s", dims_text(p->q_shape, p->q_rank, a, sizeof a),
-             p->k_rank ? ", " : "", p->k_rank ? dims_text(p->k_shape, p->k_rank, b, sizeof b) : "",
-             p->v_rank ? ", " : "", p->v_rank ? dims_text(p->v_shape, p->v_rank, c, sizeof c) : "");
+    snprintf(out, len, "%s%s%s%s%s", nf_report_dims(p->q_shape, p->q_rank, a, sizeof a),
+             p->k_rank ? ", " : "", p->k_rank ? nf_report_dims(p->k_shape, p->k_rank, b, sizeof b) : "",
+             p->v_rank ? ", " : "", p->v_rank ? nf_report_dims(p->v_shape, p->v_rank, c, sizeof c) : "");
 }
 
 static const char *causal_text(const nf_problem *p, char *buf) {
@@ -91,12 +90,12 @@ static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]
         snprintf(cells[COL_DIL], CELL, "-");
     } else {
         /* "3x3+5": a 3x3 window plus 5 additional key/value tokens */
-        snprintf(cells[COL_KERNEL], CELL, "%s", dims_text(p->kernel, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_KERNEL], CELL, "%s", nf_report_dims(p->kernel, p->na_dim, tmp, sizeof tmp));
         if (p->extra_kv > 0)
             snprintf(cells[COL_KERNEL] + strlen(cells[COL_KERNEL]),
                      CELL - strlen(cells[COL_KERNEL]), "+%lld",
                      (long long)p->extra_kv);
-        snprintf(cells[COL_DIL], CELL, "%s", dims_text(p->dilation, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_DIL], CELL, "%s", nf_report_dims(p->dilation, p->na_dim, tmp, sizeof tmp));
     }
     snprintf(cells[COL_CAUSAL], CELL, "%s", p->kind == NF_KIND_ATEN ? "-" : causal_text(p, tmp));
     snprintf(cells[COL_DTYPE], CELL, "%s", text_or_dash(e->key.dtype));
@@ -195,12 +194,12 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
 
 /* ------------------------------------------------------------------- JSON */
 
-static void json_string(FILE *f, const char *s) {
+void nf_report_json_string(FILE *f, const char *s, bool ascii_only) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else if (c < 0x20 || (ascii_only && c >= 0x7f)) fprintf(f, "\\u%04x", c);
         else fputc(c, f);
     }
     fputc('"', f);
@@ -219,7 +218,7 @@ static void json_u128(FILE *f, nf_u128 v) {
 
 static void json_field_string(FILE *f, const char *name, const char *value) {
     fprintf(f, "\"%s\": ", name);
-    if (value) json_string(f, value);
+    if (value) nf_report_json_string(f, value, false);
     else fputs("null", f);
 }
 
@@ -332,12 +331,12 @@ void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
         fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s\n",
                 nf_intern_str(e->key.op), nf_pass_name((nf_pass)e->key.pass),
                 nf_kind_name((nf_kind)p->kind), nf_intern_str(e->key.version),
-                nf_intern_str(e->key.backend), dims_text(p->q_shape, p->q_rank, a, sizeof a),
-                dims_text(p->k_shape, p->k_rank, b, sizeof b),
-                dims_text(p->v_shape, p->v_rank, c, sizeof c),
-                attn ? "-" : dims_text(p->kernel, p->na_dim, d, sizeof d),
-                attn ? "-" : dims_text(p->stride, p->na_dim, s, sizeof s),
-                attn ? "-" : dims_text(p->dilation, p->na_dim, g, sizeof g), causal_text(p, cz),
+                nf_intern_str(e->key.backend), nf_report_dims(p->q_shape, p->q_rank, a, sizeof a),
+                nf_report_dims(p->k_shape, p->k_rank, b, sizeof b),
+                nf_report_dims(p->v_shape, p->v_rank, c, sizeof c),
+                attn ? "-" : nf_report_dims(p->kernel, p->na_dim, d, sizeof d),
+                attn ? "-" : nf_report_dims(p->stride, p->na_dim, s, sizeof s),
+                attn ? "-" : nf_report_dims(p->dilation, p->na_dim, g, sizeof g), causal_text(p, cz),
                 (long long)p->extra_kv, nf_intern_str(e->key.dtype), nf_intern_str(e->key.device),
                 (unsigned long long)atomic_load(&((nf_entry *)e)->calls),
                 nf_u128_to_dec(e->flops_per_call, x), nf_u128_to_dec(entry_flops(e), y),
