@@ -419,7 +419,10 @@ uint8_t enter_flags(const at::RecordFunction &fn) {
         nf_aten_call call{};
         const at::Tensor *first = nullptr;
         if (measure(cls, fn.inputs(), call, first) && first != nullptr) {
-            std::string device = first->device().str();
+            // Reused per thread: "cpu", "cuda:0" stay in the same buffer, so the host's
+            // string cache (by pointer) hits instead of searching its table every call.
+            thread_local std::string device;
+            device = first->device().str();
             call.op = fn.name();
             call.backward = ts.backward > 0;
             call.dtype = dtype_name(first->scalar_type());
