@@ -41,6 +41,10 @@ typedef struct nf_py_method_def {
     X(void, PyErr_Restore, (PyObject *, PyObject *, PyObject *), true)                       \
     X(PyObject *, PyObject_GetAttr, (PyObject *, PyObject *), true)                          \
     X(PyObject *, PyObject_Str, (PyObject *), true)                                          \
+    X(PyObject *, PyObject_GetAttrString, (PyObject *, const char *), true)                  \
+    X(PyObject *, PyObject_Type, (PyObject *), true)                                         \
+    X(PyObject *, PyObject_CallMethodObjArgs, (PyObject *, PyObject *, ...), true)           \
+    X(PyObject *, PyObject_CallFunctionObjArgs, (PyObject *, ...), true)                     \
     X(int, PyObject_IsTrue, (PyObject *), true)                                              \
     X(PyObject *, PyObject_Call, (PyObject *, PyObject *, PyObject *), true)                 \
     X(PyObject *, PyObject_CallObject, (PyObject *, PyObject *), true)                       \

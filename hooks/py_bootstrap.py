@@ -1,21 +1,41 @@
 # Run once by libnaflops.so, inside the first "import" audit event for a natten
 # module (or for torch, when the whole model is counted). `_c` holds the C side:
-# targets() -> {module: [(function, index)]}, make(original, index,
-# parameter_names) -> wrapper or None, set_version(str), failed(str),
-# torch_ready(version) once torch has finished importing.
+#   targets() -> {module: [(function, index)]}
+#   make(original, index, parameter_names, n_positional) -> (hot, token, roles) or None
+#   begin(token, *described_args), mark(token), end(token, *grad_outputs): the
+#       compiled path (below); set_torch(torch): the torch objects C needs;
+#   set_version(str), failed(str), finish(), torch_ready(version).
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
 # executing, before any sibling can copy its functions with `from m import f`
 # (natten/na2d.py does that with natten.functional, natten/backends/__init__.py
 # with the Flex functions).
+#
+# Each wrapped function is a real Python function with the original's signature,
+# name, module, docstring and attributes (`inspect.isfunction`, weakrefs, attribute
+# setting, `mock.create_autospec`, pickling by name behave as for the original).
+# Its body has two paths:
+#   eager: one call into C with every parameter bound (`hot`), which reads the
+#       shapes, calls the original and counts;
+#   under Dynamo (torch.compile, torch.export): `torch.compiler.is_dynamo_compiling()`
+#       is a constant True while Dynamo traces, so Dynamo traces the original
+#       exactly as it would without the preload, plus calls to three C builtins that
+#       are registered as `torch._dynamo.config.reorderable_logging_functions`:
+#       Dynamo adds no graph op and no graph break for them and calls them after
+#       the compiled graph, on every run, with the shapes (compile-time constants)
+#       it saw. So compiled NATTEN calls are counted each time they run, and tracing
+#       counts nothing. Under torch.export they are dropped (nothing runs).
 import sys
-from types import MethodType
 
 
 def _naflops_install(_c):
     targets = _c["targets"]()
     make = _c["make"]
-    state = {"version": None}
+    begin, mark, end, backward = _c["begin"], _c["mark"], _c["end"], _c["backward"]
+    ours = (begin, mark, end, backward)
+    state = {"version": None, "torch": False}
+    dynamo_config = "torch._dynamo.config"
+    dynamo_misc = "torch._dynamo.variables.misc"
 
     def natten_version():
         try:
@@ -25,6 +45,51 @@ def _naflops_install(_c):
         except Exception:
             return ""
 
+    def set_torch():
+        if state["torch"]:
+            return
+        torch = sys.modules.get("torch")
+        if torch is None or not hasattr(torch, "Tensor"):
+            return
+        state["torch"] = True
+        _c["set_torch"](torch, backward_hook, multi_grad_hook)
+        config = sys.modules.get(dynamo_config)
+        if config is not None:
+            register_logging(config)
+        misc = sys.modules.get(dynamo_misc)
+        if misc is not None:
+            route_to_root(misc)
+
+    def register_logging(config):
+        fns = getattr(config, "reorderable_logging_functions", None)
+        if fns is not None:
+            fns.update(ours)
+
+    def route_to_root(misc):
+        """Dynamo (2.8 at least) keeps a reorderable logging call made inside an
+        inlined function in that function's translator, whose list is never emitted:
+        the call is silently dropped. Our calls (only ours) are moved to the root
+        translator's list, which Dynamo emits after the graph, in trace order."""
+        cls = getattr(misc, "DebuggingVariable", None)
+        call = getattr(cls, "call_function", None)
+        if call is None or getattr(call, "_naflops", False):
+            return
+
+        def call_function(self, tx, *args, **kwargs):
+            result = call(self, tx, *args, **kwargs)
+            if getattr(self, "value", None) in ours:
+                output = getattr(tx, "output", None)
+                root = getattr(output, "root_tx", None)
+                local = getattr(tx, "debug_locals", None)
+                if root is not None and root is not tx and local and local[-1][0] is self:
+                    root.debug_locals.append(local.pop())
+            return result
+
+        call_function._naflops = True
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(call_function, attr, getattr(call, attr, None))
+        cls.call_function = call_function
+
     def wrap_module(module):
         rows = targets.get(getattr(module, "__name__", None))
         if not rows:
@@ -32,49 +97,158 @@ def _naflops_install(_c):
         if state["version"] is None:
             state["version"] = natten_version()
             _c["set_version"](state["version"])
-        import inspect
-
+        set_torch()
         for function, index in rows:
             original = module.__dict__.get(function)
-            if original is None or not callable(original):
+            if not _is_function(original):
                 continue
-            try:
-                params = tuple(inspect.signature(original).parameters)
-            except (TypeError, ValueError):
-                params = ()
-            call = make(original, index, params)
-            if call is not None:
-                setattr(module, function, dress(original, call))
+            wrapped = dress(original, index)
+            if wrapped is not None:
+                setattr(module, function, wrapped)
 
-    def dress(original, call):
-        """An object that calls the C wrapper `call` and otherwise looks like
-        `original`: name, qualname, module, doc, signature (through __wrapped__),
-        repr, method binding, pickling by reference. `__call__` is the C builtin
-        itself, so no Python frame is added to the call or to tracebacks."""
-        qualname = getattr(original, "__qualname__", getattr(original, "__name__", "?"))
-        ns = {
-            "__slots__": (),
-            "__call__": call,
-            "__wrapped__": staticmethod(original),  # a plain function here would bind
-            "__doc__": getattr(original, "__doc__", None),
-            "__module__": getattr(original, "__module__", None),
-            "__name__": getattr(original, "__name__", "?"),
-            "__reduce__": lambda self: qualname,
-            "__repr__": lambda self: repr(original),
-            "__getattr__": lambda self, name: getattr(original, name),
-            "__get__": lambda self, obj, cls=None: self if obj is None else MethodType(self, obj),
+    def _is_function(f):
+        return type(f).__name__ == "function" and hasattr(f, "__code__")
+
+    def dress(original, index):
+        """A real function with original's signature whose body calls C."""
+        import inspect
+
+        try:
+            params = list(inspect.signature(original, follow_wrapped=False).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        P = inspect.Parameter
+        if any(p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD) for p in params):
+            return None
+        positional = [p.name for p in params if p.kind != P.KEYWORD_ONLY]
+        keyword = [p.name for p in params if p.kind == P.KEYWORD_ONLY]
+        names = positional + keyword
+        made = make(original, index, tuple(names), len(positional))
+        if made is None:
+            return None
+        hot, token, roles = made
+        spec = []
+        for p in params:
+            if p.kind == P.KEYWORD_ONLY and "*" not in spec:
+                spec.append("*")
+            spec.append(p.name)
+            if p.kind == P.POSITIONAL_ONLY and (
+                    params.index(p) + 1 == len(params) or params[params.index(p) + 1].kind != P.POSITIONAL_ONLY):
+                spec.append("/")
+        bound = ", ".join(names)
+        name = original.__name__
+        lines = (  # (no backslashes in this file: the Makefile embeds it as a C string)
+            "def %s(%s):" % (name, ", ".join(spec)),
+            "    if _naflops_compiling():",
+            "        return _naflops_traced(_naflops_original, %d, %r, (%s%s), %r)"
+            % (token, roles, bound, "," if len(names) == 1 else "", tuple(keyword)),
+            "    return _naflops_hot(%s)" % bound,
+        )
+        source = chr(10).join(lines) + chr(10)
+        code = compile(source, original.__code__.co_filename, "exec")
+        fn_code = next(c for c in code.co_consts if hasattr(c, "co_code"))
+        # Tracebacks and inspect point at the original's definition.
+        replace = {"co_firstlineno": original.__code__.co_firstlineno}
+        if hasattr(fn_code, "co_qualname"):
+            replace["co_qualname"] = original.__code__.co_qualname
+        fn_code = fn_code.replace(**replace)
+        scope = {
+            "__builtins__": __builtins__,
+            "_naflops_compiling": compiling(),
+            "_naflops_traced": traced if roles is not None else traced_marker,
+            "_naflops_original": original,
+            "_naflops_hot": hot,
         }
-        cls = type("function", (), ns)
-        cls.__qualname__ = "naflops." + qualname
-        return cls()
+        import types
+
+        fn = types.FunctionType(fn_code, scope, name, original.__defaults__, None)
+        fn.__kwdefaults__ = original.__kwdefaults__
+        for attr in ("__module__", "__qualname__", "__doc__", "__annotations__"):
+            try:
+                setattr(fn, attr, getattr(original, attr))
+            except (AttributeError, TypeError):
+                pass
+        fn.__dict__.update(original.__dict__)
+        fn.__wrapped__ = original
+        return fn
+
+    def compiling():
+        torch = sys.modules.get("torch")
+        compiler = getattr(torch, "compiler", None)
+        f = getattr(compiler, "is_dynamo_compiling", None)
+        if f is None:
+            f = getattr(compiler, "is_compiling", None)
+        return f if f is not None else (lambda: False)
+
+    def traced(original, token, roles, args, keyword):
+        """Traced by Dynamo, never run eagerly: describe the arguments the rules read
+        with values Dynamo knows while tracing (shapes, dtype, device, kernel sizes),
+        so that its calls to begin/end carry constants and add nothing to the graph.
+        A tensor whose shape is symbolic (dynamic shapes), or whose values the rules
+        read (variable-length sequence lengths), is passed as the tensor."""
+        import torch
+
+        described = []
+        for index, values in roles:
+            a = args[index]
+            if a is None:
+                described.append(None)
+            elif isinstance(a, torch.Tensor):
+                static = not values
+                for d in a.shape:
+                    if type(d) is not int:
+                        static = False
+                if static:
+                    described += ["T", a.dtype, a.device, len(a.shape), *a.shape]
+                else:
+                    described += ["t", a]
+            elif isinstance(a, (tuple, list)):
+                described += ["S", len(a), *a]
+            else:
+                described.append(a)
+        begin(token, *described)
+        n = len(args) - len(keyword)
+        out = original(*args[:n], **dict(zip(keyword, args[n:])))
+        grads = []
+        if isinstance(out, torch.Tensor):
+            if out.requires_grad:
+                grads.append(out)
+        elif isinstance(out, (tuple, list)):
+            for o in out:
+                if isinstance(o, torch.Tensor) and o.requires_grad:
+                    grads.append(o)
+        end(token, *grads)
+        return out
+
+    def traced_marker(original, token, roles, args, keyword):
+        mark(token)
+        n = len(args) - len(keyword)
+        return original(*args[:n], **dict(zip(keyword, args[n:])))
+
+    def backward_hook(order):
+        """The backward hook of the op whose forward entry has this order: a Python
+        function calling a C builtin with a constant, so that compiled autograd traces
+        it without a graph break (backward is a reorderable logging function too)."""
+
+        def naflops_backward(*grads):
+            backward(order)
+
+        return naflops_backward
+
+    def multi_grad_hook(tensors, hook):
+        """Once per backward pass through any of tensors ((output, lse))."""
+        import torch.autograd.graph as graph
+
+        return graph.register_multi_grad_hook(tensors, hook, mode="any")
 
     def torch_ready(module):
+        set_torch()
         version = getattr(module, "__version__", None)
         _c["torch_ready"](str(version) if version is not None else "")
 
     class NaflopsFinder:
         def find_spec(self, name, path=None, target=None):
-            if name not in targets and name != "torch":
+            if name not in targets and name not in ("torch", dynamo_config, dynamo_misc):
                 return None
             for finder in sys.meta_path:
                 if finder is self:
@@ -96,6 +270,10 @@ def _naflops_install(_c):
                 try:
                     if name == "torch":
                         torch_ready(module)
+                    elif name == dynamo_config:
+                        register_logging(module)
+                    elif name == dynamo_misc:
+                        route_to_root(module)
                     else:
                         wrap_module(module)
                 except Exception as e:  # never let the counter break an import

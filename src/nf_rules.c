@@ -8,7 +8,9 @@ const char *nf_kind_name(nf_kind kind) {
     return (unsigned)kind < NF_KIND_COUNT ? kind_names[kind] : "unknown";
 }
 
-const char *nf_pass_name(nf_pass pass) { return pass == NF_PASS_BACKWARD ? "backward" : "forward"; }
+const char *nf_pass_name(nf_pass pass) {
+    return pass == NF_PASS_BACKWARD ? "backward" : pass == NF_PASS_RECOMPUTE ? "recompute" : "forward";
+}
 
 /* Product of non-negative factors; -1 on a negative factor. Saturates. */
 static int prod(const int64_t *v, int n, nf_u128 *out) {

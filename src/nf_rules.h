@@ -29,7 +29,9 @@ typedef enum nf_layout {
     NF_HEADS_FIRST,     /* [B, H, *spatial, D]: unfused ops in 0.17 */
 } nf_layout;
 
-typedef enum nf_pass { NF_PASS_FORWARD = 0, NF_PASS_BACKWARD, NF_PASS_COUNT } nf_pass;
+/* forward and backward are the model's work (what MFU divides); recompute is a
+ * forward run again for memory (activation checkpointing): hardware work only. */
+typedef enum nf_pass { NF_PASS_FORWARD = 0, NF_PASS_BACKWARD, NF_PASS_RECOMPUTE, NF_PASS_COUNT } nf_pass;
 
 /* One operation, as read from the live tensors. Unused entries are zero so that
  * the struct can be hashed and compared bytewise. */

@@ -1,0 +1,43 @@
+/* Reading a NATTEN call's arguments into a ledger key.
+ *
+ * The same reader serves both paths: an eager call, whose arguments are the live
+ * Python objects, and a call compiled by torch.compile, whose tensors arrive
+ * described by value (shape, dtype, device: what Dynamo knew while tracing). */
+#ifndef NF_PY_ARGS_H
+#define NF_PY_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../src/nf_ledger.h"
+#include "natten_targets.h"
+#include "py_api.h"
+
+/* A tensor described by value (compiled path). */
+typedef struct nf_tdesc {
+    int64_t shape[NF_MAX_RANK];
+    uint8_t rank;
+    PyObject *dtype;   /* torch.dtype, borrowed */
+    PyObject *device;  /* torch.device, borrowed */
+} nf_tdesc;
+
+/* One call's arguments by role. A role is absent (or None) when v and d are NULL. */
+typedef struct nf_argv {
+    PyObject *v[NF_ROLE_COUNT];       /* borrowed */
+    const nf_tdesc *d[NF_ROLE_COUNT]; /* tensors described by value */
+} nf_argv;
+
+/* Fills key (pass forward) for a call of target t; -1 where the arguments cannot be
+ * read (a Python error may be set: the caller clears it). op and version are the
+ * interned op name and NATTEN version. */
+int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv *a, nf_key *key);
+
+/* Interned name of a torch.dtype / torch.device object. */
+uint16_t nf_args_dtype_id(PyObject *dtype);
+uint16_t nf_args_device_id(PyObject *device);
+
+/* Names the hooks read attributes by; set once by nf_args_init. */
+extern PyObject *nf_s_shape, *nf_s_dtype, *nf_s_device, *nf_s_is_cpu, *nf_s_tolist;
+int nf_args_init(void);
+
+#endif
