@@ -559,16 +559,19 @@ static int intern_names(void) {
 static int run_bootstrap(void) {
     int rc = -1;
     PyObject *globals = P.PyDict_New(), *c = P.PyDict_New(), *code = NULL, *r = NULL;
-    if (globals == NULL || c == NULL || intern_names() != 0) goto out;
+    /* __module__ of the builtins: inductor writes the reorderable logging functions
+     * into its config strings as module.name */
+    PyObject *module = P.PyUnicode_FromString("naflops");
+    if (globals == NULL || c == NULL || module == NULL || intern_names() != 0) goto out;
     if (P.PyDict_SetItemString(globals, "__builtins__", P.PyEval_GetBuiltins()) != 0) goto out;
     P.PyDict_SetItemString(globals, "__name__", P.PyUnicode_FromString("naflops_bootstrap"));
     for (size_t i = 0; i < sizeof c_defs / sizeof c_defs[0]; i++) {
-        PyObject *fn = P.PyCFunction_NewEx(&c_defs[i], NULL, NULL);
+        PyObject *fn = P.PyCFunction_NewEx(&c_defs[i], NULL, module);
         if (fn == NULL || P.PyDict_SetItemString(c, c_defs[i].ml_name, fn) != 0) goto out;
         P.Py_DecRef(fn);
     }
     for (size_t i = 0; i < sizeof nf_py_compiled_defs / sizeof nf_py_compiled_defs[0]; i++) {
-        PyObject *fn = P.PyCFunction_NewEx(&nf_py_compiled_defs[i], NULL, NULL);
+        PyObject *fn = P.PyCFunction_NewEx(&nf_py_compiled_defs[i], NULL, module);
         if (fn == NULL || P.PyDict_SetItemString(c, nf_py_compiled_defs[i].ml_name, fn) != 0) goto out;
         P.Py_DecRef(fn);
     }
@@ -578,6 +581,7 @@ static int run_bootstrap(void) {
     r = P.PyEval_EvalCode(code, globals, globals);
     rc = r != NULL ? 0 : -1;
 out:
+    if (module) P.Py_DecRef(module);
     if (r) P.Py_DecRef(r);
     if (code) P.Py_DecRef(code);
     if (c) P.Py_DecRef(c);
