@@ -36,6 +36,7 @@ def _naflops_install(_c):
     state = {"version": None, "torch": False}
     dynamo_config = "torch._dynamo.config"
     dynamo_misc = "torch._dynamo.variables.misc"
+    export_trace = "torch.export._trace"
 
     def natten_version():
         try:
@@ -56,13 +57,18 @@ def _naflops_install(_c):
         config = sys.modules.get(dynamo_config)
         if config is not None:
             register_logging(config)
+        if export_trace in sys.modules:
+            register_logging(sys.modules[export_trace])
         misc = sys.modules.get(dynamo_misc)
         if misc is not None:
             route_to_root(misc)
 
-    def register_logging(config):
+    def register_logging(module):
+        """Into Dynamo's set, and into the set torch.export swaps in while it traces
+        (where Dynamo drops such calls: an exported program counts nothing)."""
+        config = getattr(module, "DEFAULT_EXPORT_DYNAMO_CONFIG", module)
         fns = getattr(config, "reorderable_logging_functions", None)
-        if fns is not None:
+        if isinstance(fns, set):
             fns.update(ours)
 
     def route_to_root(misc):
@@ -196,7 +202,7 @@ def _naflops_install(_c):
             elif isinstance(a, torch.Tensor):
                 static = not values
                 for d in a.shape:
-                    if type(d) is not int:
+                    if d.__class__ is not int:  # a SymInt says int to type()
                         static = False
                 if static:
                     described += ["T", a.dtype, a.device, len(a.shape), *a.shape]
@@ -248,7 +254,7 @@ def _naflops_install(_c):
 
     class NaflopsFinder:
         def find_spec(self, name, path=None, target=None):
-            if name not in targets and name not in ("torch", dynamo_config, dynamo_misc):
+            if name not in targets and name not in ("torch", dynamo_config, dynamo_misc, export_trace):
                 return None
             for finder in sys.meta_path:
                 if finder is self:
@@ -270,7 +276,7 @@ def _naflops_install(_c):
                 try:
                     if name == "torch":
                         torch_ready(module)
-                    elif name == dynamo_config:
+                    elif name in (dynamo_config, export_trace):
                         register_logging(module)
                     elif name == dynamo_misc:
                         route_to_root(module)

@@ -35,7 +35,6 @@ static _Thread_local struct {
 } pending;
 
 static PyObject *s_T, *s_t, *s_S;
-static atomic_bool said_unreadable;
 
 bool nf_py_compiled_active(void) { return pending.depth > 0; }
 
@@ -106,8 +105,7 @@ static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t narg
     p->counted = decode(w, args + 1, nargs - 1, &a, descs, owned, &nowned) == 0 &&
                  nf_args_key(w->target, w->op, nf_py_version(), &a, &p->key) == 0;
     if (p->counted) p->key.pass = nf_py_forward_pass();
-    else nf_log_once(&said_unreadable, "could not read the arguments of a compiled %s call; such calls are not counted",
-                     nf_intern_str(w->op));
+    else nf_py_uncounted(w, "the arguments of its compiled call could not be read");
     for (int k = 0; k < nowned; k++) P.Py_DecRef(owned[k]);
     P.PyErr_Clear();
     return nf_py_none();

@@ -40,7 +40,7 @@ static uint16_t version_id;
 static bool legacy;                  /* NATTEN < 0.20: unmarked ops ran on libnatten */
 static uint16_t libnatten_id, meta_id;
 static PyObject *s_requires_grad, *s_register_hook, *s_grad_fn, *s_name, *s_enter, *s_exit;
-static atomic_bool said_unreadable, said_failed, said_hook;
+static atomic_bool said_failed, said_hook;
 
 /* From torch, once it is imported (set_torch). */
 static struct {
@@ -255,14 +255,26 @@ bool nf_py_count(const nf_wrap *w, nf_key *key, uint16_t backend, PyObject *cons
     key->backend = backend != NF_INTERN_NONE ? backend : nf_py_default_backend();
     nf_entry *e = nf_ledger_entry(key);
     if (e == NULL) {
-        nf_log_once(&said_unreadable, "could not count a %s call (shape outside the rules); such calls are not counted",
-                    nf_intern_str(w->op));
+        nf_py_uncounted(w, nf_ledger_overflowed() ? "too many distinct op signatures" : "shape outside the rules");
         return false;
     }
     nf_entry_add(e, 1);
     nf_flush_counted();
     if (key->pass == NF_PASS_FORWARD || key->pass == NF_PASS_RECOMPUTE) attach_backward(outputs, n, e);
     return true;
+}
+
+void nf_py_uncounted(const nf_wrap *w, const char *why) {
+    nf_core_note_uncounted();
+    nf_log_once(&((nf_wrap *)w)->said, "a %s call ran but is not counted: %s; later such calls are not counted either",
+                nf_intern_str(w->op), why);
+}
+
+/* Why a call's arguments could not be read, in words. */
+static const char *why_unreadable(const nf_argv *a, const nf_wrap *w) {
+    PyObject *first = a->v[w->target->kind == NF_KIND_AV ? NF_ROLE_ATTN : NF_ROLE_QUERY];
+    if (first == NULL) return "no query tensor among its arguments";
+    return "its arguments could not be read";
 }
 
 /* ------------------------------------------------------------ the wrapper */
@@ -356,9 +368,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
         return NULL;
     }
     if (!readable) {
-        nf_log_once(&said_unreadable,
-                    "could not read the arguments of a %s call; such calls are not counted",
-                    nf_intern_str(w->op));
+        nf_py_uncounted(w, why_unreadable(&a, w));
         return result;
     }
     PyObject *outs[4];
@@ -498,6 +508,7 @@ static PyObject *py_set_version(PyObject *self, PyObject *version) {
         return nf_py_none();
     }
     version_id = nf_intern(v);
+    nf_core_set_natten_version(v);
     int major = 0, minor = 0;
     legacy = sscanf(v, "%d.%d", &major, &minor) == 2 && major == 0 && minor < 20;
     return nf_py_none();
@@ -580,6 +591,7 @@ static int run_bootstrap(void) {
     if (code == NULL) goto out;
     r = P.PyEval_EvalCode(code, globals, globals);
     rc = r != NULL ? 0 : -1;
+    if (rc == 0) nf_core_note_program();
 out:
     if (module) P.Py_DecRef(module);
     if (r) P.Py_DecRef(r);
@@ -594,8 +606,7 @@ out:
 static bool installed, installing;
 static atomic_bool said_install;
 
-/* The first import of a natten module, or of torch itself when the whole model is
- * counted, runs the bootstrap. */
+/* The first import of a natten module, or of torch, runs the bootstrap. */
 static bool is_trigger_module(PyObject *name) {
     Py_ssize_t len;
     const char *s = name ? P.PyUnicode_AsUTF8AndSize(name, &len) : NULL;
@@ -604,7 +615,7 @@ static bool is_trigger_module(PyObject *name) {
         return false;
     }
     if (strncmp(s, "natten", 6) == 0 && (s[6] == '\0' || s[6] == '.')) return true;
-    return nf_core_config()->whole_model && strcmp(s, "torch") == 0;
+    return strcmp(s, "torch") == 0; /* a torch program: its dump is always written */
 }
 
 static int audit_hook(const char *event, PyObject *args, void *data) {

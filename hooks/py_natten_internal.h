@@ -3,6 +3,7 @@
 #ifndef NF_PY_NATTEN_INTERNAL_H
 #define NF_PY_NATTEN_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,7 +21,11 @@ typedef struct nf_wrap {
     int npos;                /* the first npos positionally, the rest by keyword */
     PyObject *kwnames;       /* names of the keyword-only parameters, or NULL */
     bool inner;              /* may run inside another counted op (0.21's generic) */
+    atomic_bool said;        /* a call of it could not be counted: said once */
 } nf_wrap;
+
+/* A call of w ran but is not counted: counted as such, said once per op. */
+void nf_py_uncounted(const nf_wrap *w, const char *why);
 
 /* The wrapper with this token (its index), or NULL. */
 nf_wrap *nf_py_wrap(long token);

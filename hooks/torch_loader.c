@@ -47,7 +47,7 @@ static void count(const nf_aten_call *c) {
     key.op = intern_cached(c->op);
     key.dtype = intern_cached(c->dtype);
     key.device = intern_cached(c->device);
-    key.pass = c->backward ? NF_PASS_BACKWARD : NF_PASS_FORWARD;
+    key.pass = c->recompute ? NF_PASS_RECOMPUTE : c->backward ? NF_PASS_BACKWARD : NF_PASS_FORWARD;
     if (!nf_ledger_add(&key, 1)) {
         nf_log_once(&said_full, "too many distinct op signatures; some aten ops are not counted");
         return;

@@ -18,6 +18,7 @@
 
 #include <ATen/SequenceNumber.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
 #include <ATen/record_function.h>
 
 #include <algorithm>
@@ -412,7 +413,13 @@ uint8_t enter_flags(const at::RecordFunction &fn) {
             f |= OPEN_NATTEN_BACKWARD;
         return f;
     }
-    if (ts.opaque > 0 || ts.natten_backward > 0 || host->natten_active()) return 0;
+    if (ts.opaque > 0 || host->natten_active()) return 0;
+    // A forward op inside a backward node with grad mode on is activation
+    // checkpointing's recompute (torch.utils.checkpoint re-runs the forward under
+    // enable_grad; the engine runs backward nodes with grad off). It is counted as
+    // such, even inside NATTEN's backward node, whose own work NATTEN's rule counts.
+    bool recompute = ts.backward > 0 && c10::GradMode::is_enabled();
+    if (ts.natten_backward > 0 && !recompute) return 0;
     uint8_t cls = class_of(fn);
     if (cls == CLASS_TRANSPARENT) return 0;
     if (cls != F_NONE) {
@@ -424,7 +431,8 @@ uint8_t enter_flags(const at::RecordFunction &fn) {
             thread_local std::string device;
             device = first->device().str();
             call.op = fn.name();
-            call.backward = ts.backward > 0;
+            call.backward = ts.backward > 0 && !recompute;
+            call.recompute = recompute;
             call.dtype = dtype_name(first->scalar_type());
             call.device = device.c_str();
             host->count(&call);

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define NF_OBSERVER_ABI 1
+#define NF_OBSERVER_ABI 2
 #define NF_ATEN_MAX_SHAPES 3
 #define NF_ATEN_MAX_RANK 6
 
@@ -23,6 +23,7 @@ extern "C" {
 typedef struct nf_aten_call {
     const char *op;      /* "aten::mm" */
     bool backward;       /* run by the autograd engine (inside a backward node) */
+    bool recompute;      /* a forward op re-run inside a backward node (checkpointing) */
     int nshapes;         /* the operands the formula reads, as shown in reports */
     int rank[NF_ATEN_MAX_SHAPES];
     int64_t shape[NF_ATEN_MAX_SHAPES][NF_ATEN_MAX_RANK];

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,18 @@
 
 static nf_config config;
 static bool initialised;
+static char natten_version[64];
+static _Atomic uint64_t uncounted;
+static atomic_bool program_seen;
+
+void nf_core_set_natten_version(const char *version) {
+    snprintf(natten_version, sizeof natten_version, "%s", version ? version : "");
+    atomic_store(&program_seen, true);
+}
+
+void nf_core_note_program(void) { atomic_store(&program_seen, true); }
+
+void nf_core_note_uncounted(void) { atomic_fetch_add_explicit(&uncounted, 1, memory_order_relaxed); }
 
 static const char *env(const char *name) { return getenv(name); }
 
@@ -71,10 +84,15 @@ static void write_report(bool final) {
         .rank = getenv("RANK"),
         .local_rank = getenv("LOCAL_RANK"),
         .world_size = getenv("WORLD_SIZE"),
+        .natten_version = natten_version,
+        .uncounted = atomic_load(&uncounted),
     };
 
     bool dump_failed = false;
-    if (cfg->output[0] != '\0' && (n > 0 || (final && cfg->summary == NF_SUMMARY_ALWAYS))) {
+    /* The final dump is written whenever a program we hook (Python with torch or
+     * natten) ends, counted or not: every rank of a job leaves its file. */
+    bool seen = atomic_load(&program_seen);
+    if (cfg->output[0] != '\0' && (n > 0 || (final && (seen || cfg->summary == NF_SUMMARY_ALWAYS)))) {
         char path[NF_PATH_MAX];
         dump_args args = {&run, entries, n};
         if (nf_config_expand_path(cfg->output, run.pid, run.rank ? run.rank : "norank", host, path,
@@ -99,7 +117,7 @@ static void write_report(bool final) {
             nf_log("more than %d distinct op signatures; later ones were not counted",
                    NF_LEDGER_CAPACITY);
         bool print = cfg->summary == NF_SUMMARY_ALWAYS ||
-                     (n > 0 && (cfg->summary == NF_SUMMARY_AUTO || dump_failed));
+                     ((n > 0 || run.uncounted > 0) && (cfg->summary == NF_SUMMARY_AUTO || dump_failed));
         if (print) {
             fflush(stderr);
             nf_report_table(stderr, &run, entries, n, cfg->units);
@@ -125,6 +143,7 @@ void nf_core_after_fork_child(void) {
     pthread_mutex_init(&write_lock, NULL);
     atomic_store(&finished, false);
     nf_ledger_reset();
+    atomic_store(&uncounted, 0);
     nf_gpu_reset();
     nf_flush_after_fork_child();
 }

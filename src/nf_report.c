@@ -52,7 +52,8 @@ static const char *text_or_dash(uint16_t id) {
     return *s ? s : "-";
 }
 
-const char *nf_report_natten_version(nf_entry *const *entries, int n) {
+const char *nf_report_natten_version(const nf_run_info *run, nf_entry *const *entries, int n) {
+    if (run != NULL && run->natten_version != NULL && *run->natten_version) return run->natten_version;
     for (int i = 0; i < n; i++)
         if (entries[i]->key.version != NF_INTERN_NONE) return nf_intern_str(entries[i]->key.version);
     return "";
@@ -158,7 +159,7 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
         for (int c = 0; c < NCOLS; c++)
             if ((int)strlen(cells[c]) > width[c]) width[c] = (int)strlen(cells[c]);
     }
-    const char *version = nf_report_natten_version(entries, n);
+    const char *version = nf_report_natten_version(run, entries, n);
     fprintf(f, "naflops: %s of pid %ld%s%s (NATTEN %s)\n",
             naten ? "FLOPs (NATTEN and the whole model)" : "NATTEN FLOPs", run->pid,
             run->rank ? ", rank " : "", run->rank ? run->rank : "", *version ? version : "unknown");
@@ -183,7 +184,18 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
     nf_totals t = nf_totals_of(entries, n);
     total_line(f, "forward", t.flops[NF_PASS_FORWARD], units, "");
     total_line(f, "backward", t.flops[NF_PASS_BACKWARD], units, "");
-    total_line(f, "total", t.all, units, "");
+    if (t.flops[NF_PASS_RECOMPUTE] != 0) {
+        /* Activation checkpointing: the model's work (MFU) and the hardware's (HFU). */
+        total_line(f, "recompute", t.flops[NF_PASS_RECOMPUTE], units, "");
+        total_line(f, "model", nf_u128_add_sat(t.flops[NF_PASS_FORWARD], t.flops[NF_PASS_BACKWARD]),
+                   units, "  forward + backward");
+        total_line(f, "hardware", t.all, units, "  model + recompute");
+    } else {
+        total_line(f, "total", t.all, units, "");
+    }
+    if (run->uncounted > 0)
+        fprintf(f, "naflops: %llu NATTEN call%s ran but could not be counted (said above why)\n",
+                (unsigned long long)run->uncounted, run->uncounted == 1 ? "" : "s");
     if (naten) {
         char pct[24];
         total_line(f, "NATTEN", t.natten, units, share(t.natten, t.all, pct, sizeof pct));
@@ -285,7 +297,7 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     fputs(", ", f);
     json_field_string(f, "world_size", run->world_size);
     fputs(",\n  ", f);
-    const char *version = nf_report_natten_version(entries, n);
+    const char *version = nf_report_natten_version(run, entries, n);
     json_field_string(f, "natten_version", *version ? version : NULL);
     fputs(",\n  \"ops\": [\n", f);
     for (int i = 0; i < n; i++) {
@@ -304,11 +316,21 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     json_u128(f, t.flops[NF_PASS_FORWARD] / 2);
     fputs(", \"backward_macs\": ", f);
     json_u128(f, t.flops[NF_PASS_BACKWARD] / 2);
+    fputs(", \"recompute_flops\": ", f);
+    json_u128(f, t.flops[NF_PASS_RECOMPUTE]);
+    fputs(", \"recompute_macs\": ", f);
+    json_u128(f, t.flops[NF_PASS_RECOMPUTE] / 2);
+    nf_u128 model = nf_u128_add_sat(t.flops[NF_PASS_FORWARD], t.flops[NF_PASS_BACKWARD]);
+    fputs(", \"model_flops\": ", f);
+    json_u128(f, model);
+    fputs(", \"model_macs\": ", f);
+    json_u128(f, model / 2);
     fputs(", \"natten_flops\": ", f);
     json_u128(f, t.natten);
     fputs(", \"other_flops\": ", f);
     json_u128(f, t.other);
-    fprintf(f, ", \"calls\": %llu}", (unsigned long long)t.calls);
+    fprintf(f, ", \"calls\": %llu, \"uncounted_calls\": %llu}", (unsigned long long)t.calls,
+            (unsigned long long)run->uncounted);
     if (nf_gpu_has_data()) { /* kernels, graphs, cross-check: only where CUDA ran */
         fputs(",\n  \"gpu\": ", f);
         nf_gpu_report_json(f, entries, n);

@@ -16,9 +16,13 @@ typedef struct nf_run_info {
     const char *rank;        /* RANK, or NULL */
     const char *local_rank;  /* LOCAL_RANK, or NULL */
     const char *world_size;  /* WORLD_SIZE, or NULL */
+    const char *natten_version; /* of the natten the program imported; "" when none */
+    uint64_t uncounted;      /* NATTEN calls that ran but could not be counted */
 } nf_run_info;
 
-#define NF_SCHEMA "naflops/1"
+/* naflops/2: pass "recompute"; totals flops = forward + backward + recompute (the
+ * hardware's work), model_flops = forward + backward (the model's). */
+#define NF_SCHEMA "naflops/2"
 
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units);
@@ -32,7 +36,7 @@ const char *nf_report_dims(const int64_t *v, int n, char *buf, size_t len);
  * (for names from outside, shown but not trusted to be UTF-8). */
 void nf_report_json_string(FILE *f, const char *s, bool ascii_only);
 
-/* The NATTEN version of the entries ("" when none or unknown). */
-const char *nf_report_natten_version(nf_entry *const *entries, int n);
+/* The NATTEN version of the run, else of the entries ("" when none or unknown). */
+const char *nf_report_natten_version(const nf_run_info *run, nf_entry *const *entries, int n);
 
 #endif

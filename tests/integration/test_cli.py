@@ -161,14 +161,17 @@ def test_merge_sums_exactly(tmp_path):
     r = naflops("merge", "-o", out, b, a)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
     m = json.loads(out.read_text())
-    assert (m["schema"], m["ranks"], m["world_size"], m["pid"]) == ("naflops/1", ["0", "1"], "2", None)
+    assert (m["schema"], m["ranks"], m["world_size"], m["pid"]) == ("naflops/2", ["0", "1"], "2", None)
     qk = [o for o in m["ops"] if o["op"] == "na1d_qk"]
     assert len(qk) == 1 and qk[0]["calls"] == 2**64 + 5 > 2**64
     assert qk[0]["flops"] == (2**64 + 5) * 2**60 and qk[0]["macs"] == (2**64 + 5) * 2**59
     total = (2**64 + 5) * 2**60 + 442368
     assert m["totals"] == {"flops": total, "macs": total // 2, "forward_flops": total,
                            "backward_flops": 0, "forward_macs": total // 2, "backward_macs": 0,
-                           "natten_flops": total, "other_flops": 0, "calls": 2**64 + 5 + 3}
+                           "natten_flops": total, "other_flops": 0, "calls": 2**64 + 5 + 3,
+                           # naflops/1 dumps in, naflops/2 out: no recompute, model = all
+                           "recompute_flops": 0, "recompute_macs": 0, "model_flops": total,
+                           "model_macs": total // 2, "uncounted_calls": 0}
     # the merged dump is a valid dump: report prints it, exactly
     r = naflops("report", "--units", "exact", out)
     assert r.returncode == 0 and r.stdout.startswith("NATTEN FLOPs of ranks 0, 1 (NATTEN 0.21.7)\n")
@@ -190,7 +193,7 @@ def test_merge_saturated_ranks_go_past_2_128(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(schema="naflops/2"), "rank1.json: schema \"naflops/2\", but rank0.json has "
+    (dict(schema="naflops/3"), "rank1.json: schema \"naflops/3\", but rank0.json has "
                                "\"naflops/1\": cannot merge dumps of different schemas"),
     (dict(world_size="4"), "rank1.json: world_size \"4\", but rank0.json has \"2\": not the same run"),
     (dict(rank="0"), "rank1.json: rank 0 is also in rank0.json: the dumps of a run have distinct ranks"),
@@ -271,7 +274,7 @@ MALFORMED = {
     "duplicate-key": (GOOD.replace('"calls": 1,', '"calls": 1, "calls": 1,'), "duplicate key \"calls\""),
     "csv-dump": ("op,pass,kind,natten_version\n", "a CSV dump"),
     "no-schema": (bad_dump(schema=KeyError), 'no "schema"'),
-    "other-schema": (bad_dump(schema="naflops/2"), 'schema "naflops/2" is not supported'),
+    "other-schema": (bad_dump(schema="naflops/3"), 'schema "naflops/3" is not supported'),
     "schema-int": (bad_dump(schema=1), "schema 1 is not supported"),
     "no-ops": (bad_dump(ops=KeyError), "ops: missing"),
     "ops-object": (bad_dump(ops={}), "ops: expected a list, got an object"),

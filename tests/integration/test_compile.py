@@ -135,3 +135,191 @@ def test_standin_fullgraph(py021, lib, tmp_path, backend):
     assert record["explain"][:2] == [1, 0]
     assert record["warnings"] == []
     check_counts(pre.dump, train=True)
+
+
+@pytest.mark.parametrize("backend,train", [("eager", True), ("aot_eager", True), ("inductor", False)])
+def test_flex(py021, lib, tmp_path, backend, train):
+    """NATTEN 0.21's Flex backend on the CPU: Dynamo breaks the graph inside NATTEN
+    (plain as preloaded, with the same reasons); every run is still counted once.
+    Inductor compiles Flex on the CPU for inference only."""
+    code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS)
+    record, pre = run_both(py021, code, tmp_path, lib, args=(backend, "1" if train else "0", "0"))
+    assert record["explain"][1] > 0  # Flex breaks on the CPU, plain too
+    check_counts(pre.dump, train=train)
+    assert {o["backend"] for o in pre.dump["ops"]} == {"flex-fna"}
+
+
+DYNAMIC = """\
+import json, torch, natten
+import natten.functional as nf
+torch.manual_seed(0)
+HEADS, D = {HEADS}, {D}
+lin = torch.nn.Linear(HEADS * D, 3 * HEADS * D)
+
+
+def f(x):
+    b, h, w, c = x.shape
+    q, k, v = lin(x).reshape(b, h, w, 3, HEADS, D).unbind(3)
+    return nf.na2d(q, k, v, kernel_size=3).sum()
+
+
+cf = torch.compile(f, backend="aot_eager", fullgraph=True, dynamic=True)
+sums = []
+for b in (2, 3, 3):
+    x = torch.randn(b, {S}, {S}, HEADS * D)
+    y = cf(x)
+    y.backward()
+    sums.append(round(y.item(), 3))
+print(json.dumps(sums))
+"""
+
+
+def test_dynamic_shapes(py021, lib, tmp_path):
+    """Symbolic shapes: the tensors reach the counter live, after the graph; the
+    batch size of each run is counted as it was."""
+    code = DYNAMIC.format(HEADS=HEADS, D=D, S=S)
+    _, pre = run_both(py021, code, tmp_path, lib, env={"PYTHONPATH": STANDIN})
+    rows = {(o["pass"], o["shape"][0]): o["calls"] for o in pre.dump["ops"]}
+    assert rows == {("forward", 2): 1, ("forward", 3): 2, ("backward", 2): 1, ("backward", 3): 2}
+    total = sum(int(o["flops"]) for o in pre.dump["ops"])
+    assert total == 3 * (na_flops(3, 2) + 2 * na_flops(3, 3))
+
+
+EXPORT = """\
+import json, torch, natten
+import natten.functional as nf
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+
+class Block(torch.nn.Module):
+    def forward(self, q, k, v):
+        return nf.na2d(q, k, v, kernel_size=3) * 2
+
+
+q = torch.randn(2, {S}, {S}, {HEADS}, {D})
+ep = torch.export.export(Block(), (q, q, q), strict=True)
+ep2 = torch.export.export(Block(), (q, q, q), strict=False)
+with FakeTensorMode():
+    fq = torch.randn(2, {S}, {S}, {HEADS}, {D})
+    nf.na2d(fq, fq, fq, kernel_size=3)
+mq = torch.randn(2, {S}, {S}, {HEADS}, {D}, device="meta")
+nf.na2d(mq, mq, mq, kernel_size=5)
+print(json.dumps([str(ep.graph), str(ep2.graph)]))
+"""
+
+
+def test_export_and_fake_tensors(py021, lib, tmp_path):
+    """torch.export, strict (Dynamo) and not (fake tensors through the eager path),
+    FakeTensorMode and meta tensors: the same graphs, and nothing counted, since
+    nothing ran."""
+    code = EXPORT.format(HEADS=HEADS, D=D, S=S)
+    graphs, pre = run_both(py021, code, tmp_path, lib,
+                           env={"PYTHONPATH": STANDIN, "NAFLOPS_SUMMARY": "never"})
+    assert "naflops_standin.na2d_forward" in graphs[0]
+    assert pre.dump["ops"] == []
+
+
+AUTOGRAD = """\
+import json, warnings, torch, natten
+import natten.functional as nf
+from torch._dynamo.utils import counters
+torch.manual_seed(0)
+torch._dynamo.config.compiled_autograd = True
+lin = torch.nn.Linear({HEADS} * {D}, 3 * {HEADS} * {D})
+
+
+def f(x):
+    b, h, w, c = x.shape
+    q, k, v = lin(x).reshape(b, h, w, 3, {HEADS}, {D}).unbind(3)
+    return nf.na2d(q, k, v, kernel_size=3).sum()
+
+
+cf = torch.compile(f, backend="aot_eager")
+x = torch.randn(2, {S}, {S}, {HEADS} * {D})
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(3):
+        cf(x).backward()
+print(json.dumps([dict(counters["graph_break"]), sorted(set(str(w.message) for w in caught)),
+                  lin.weight.grad.sum().item()]))
+"""
+
+
+def test_compiled_autograd(py021, lib, tmp_path):
+    """Compiled autograd traces the counter's backward hook without a graph break or
+    a warning, and the backward is counted at run time."""
+    code = AUTOGRAD.format(HEADS=HEADS, D=D, S=S)
+    record, pre = run_both(py021, code, tmp_path, lib, env={"PYTHONPATH": STANDIN})
+    assert record[0] == {} and record[1] == []
+    calls = {o["pass"]: o["calls"] for o in pre.dump["ops"]}
+    assert calls == {"forward": 3, "backward": 3}
+
+
+VISIBLE = """\
+import inspect, json, pickle, weakref, functools
+from unittest import mock
+import torch
+import natten
+import natten.functional as nf
+from torch.overrides import TorchFunctionMode
+
+f = nf.{fn}
+r = {{}}
+r["isfunction"] = inspect.isfunction(f)
+r["ismethod_descriptor"] = inspect.ismethoddescriptor(f)
+r["type"] = type(f).__name__
+for name, probe in [("weakref", lambda: weakref.ref(f)() is f),
+                    ("setattr", lambda: (setattr(f, "naflops_probe", 1), f.naflops_probe)[1]),
+                    ("allow_in_graph", lambda: torch.compiler.allow_in_graph(f) is not None),
+                    ("jit_ignore", lambda: torch.jit.ignore(f) is not None),
+                    ("jit_unused", lambda: torch.jit.unused(f) is not None),
+                    ("assume_constant", lambda: torch.compiler.assume_constant_result(f) is not None),
+                    ("pickle", lambda: pickle.loads(pickle.dumps(f)) is f),
+                    ("getfile", lambda: inspect.getfile(f)),
+                    ("getsourcelines", lambda: inspect.getsourcelines(f)[1]),
+                    ("wraps", lambda: functools.wraps(f)(lambda *a: 0).__name__)]:
+    try:
+        r[name] = probe()
+    except Exception as e:
+        r[name] = type(e).__name__
+spec = mock.create_autospec(f)
+try:
+    spec(1)
+    r["autospec_bad_call"] = "accepted"
+except TypeError:
+    r["autospec_bad_call"] = "TypeError"
+r["signature"] = str(inspect.signature(f))
+r["names"] = [f.__name__, f.__qualname__, f.__module__, f.__doc__]
+
+
+class Count(TorchFunctionMode):
+    n = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        Count.n += 1
+        return func(*args, **(kwargs or {{}}))
+
+
+torch.manual_seed(0)
+args = {args}
+with Count():
+    nf.{fn}(*args)
+r["torch_function_calls"] = Count.n
+print(json.dumps(r))
+"""
+
+
+@pytest.mark.parametrize("version", ["0.21", "0.17"])
+def test_python_sees_the_original(py021, py017, lib, tmp_path, version):
+    """What Python and PyTorch can ask of a wrapped function answers as for the
+    original, and a TorchFunctionMode sees no read by the counter."""
+    if version == "0.21":
+        py, fn = py021, "na2d"
+        args = "[torch.randn(2, 6, 6, 2, 8, requires_grad=True) for _ in range(3)] + [3]"
+    else:
+        py, fn = py017, "na2d_qk"
+        args = "[torch.randn(2, 2, 6, 6, 8, requires_grad=True) for _ in range(2)] + [3]"
+    record, pre = run_both(py, VISIBLE.format(fn=fn, args=args), tmp_path, lib)
+    assert record["isfunction"] is True and record["weakref"] is True
+    assert record["autospec_bad_call"] == "TypeError"
+    assert [o["calls"] for o in pre.dump["ops"]] == [1]

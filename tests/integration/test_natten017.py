@@ -402,7 +402,11 @@ def attempt(label, fn):
     except Exception as e:
         # A libnatten error carries a C++ backtrace (addresses differ run to run).
         message = str(e).split("\\nException raised from")[0]
+        # The wrapper is a real Python function (so that inspect, weakref and Dynamo
+        # see a function): it adds one frame, with the function's own name, file and
+        # line. Consecutive repeats are folded so the rest must match exactly.
         frames = [f.name for f in traceback.extract_tb(e.__traceback__)]
+        frames = [n for i, n in enumerate(frames) if i == 0 or n != frames[i - 1]]
         print(label, type(e).__name__, repr(message), frames)
 
 
