@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -398,6 +399,16 @@ struct ThreadState {
 };
 thread_local ThreadState ts;
 
+// A recomputed op waiting for its end (at most one: nothing inside a counted op is
+// counted). depth: the ts.top it was opened at.
+struct Pending {
+    bool valid;
+    int depth;
+    int uncaught;
+    nf_aten_call call;
+};
+thread_local Pending pending;
+
 void push(uint8_t flags) {
     if (flags & OPEN_OPAQUE) ts.opaque++;
     if (flags & OPEN_BACKWARD) ts.backward++;
@@ -435,7 +446,13 @@ uint8_t enter_flags(const at::RecordFunction &fn) {
             call.recompute = recompute;
             call.dtype = dtype_name(first->scalar_type());
             call.device = device.c_str();
-            host->count(&call);
+            if (recompute) {
+                // Checkpointing's early stop raises from a saved-tensor hook inside an
+                // op, before its kernel runs: a recomputed op counts once it returns.
+                pending = {true, ts.top, std::uncaught_exceptions(), call};
+            } else {
+                host->count(&call);
+            }
         }
     }
     return OPEN_OPAQUE;
@@ -459,6 +476,10 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction &fn) {
 void on_exit(const at::RecordFunction &, at::ObserverContext *) {
     if (ts.top == 0) return;  // ended on another thread than it began (async): ignore
     ts.top--;
+    if (pending.valid && pending.depth == ts.top) {
+        pending.valid = false;
+        if (std::uncaught_exceptions() == pending.uncaught) host->count(&pending.call);
+    }
     uint8_t flags = ts.top < static_cast<int>(sizeof ts.open) ? ts.open[ts.top] : 0;
     if (flags & OPEN_OPAQUE) ts.opaque--;
     if (flags & OPEN_BACKWARD) ts.backward--;
