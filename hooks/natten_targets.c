@@ -17,6 +17,8 @@ const char *const nf_role_param[NF_ROLE_COUNT] = {
     [NF_ROLE_CU_SEQLEN_KV] = "cumulative_seqlen_KV",
     [NF_ROLE_SEQLENS_Q] = "seqlens_Q",
     [NF_ROLE_SEQLENS_KV] = "seqlens_KV",
+    [NF_ROLE_KERNEL_D] = "kernel_size_d",
+    [NF_ROLE_DILATION_D] = "dilation_d",
 };
 
 #define OP(mod, fn, kind, layout) {mod, #fn, #fn, kind, layout, NULL}
@@ -37,6 +39,17 @@ const nf_target nf_targets[] = {
     OP("natten.functional", na1d_av, NF_KIND_AV, NF_HEADS_FIRST),
     OP("natten.functional", na2d_av, NF_KIND_AV, NF_HEADS_FIRST),
     OP("natten.functional", na3d_av, NF_KIND_AV, NF_HEADS_FIRST),
+    /* 0.17's deprecated names (Hugging Face's DiNAT/NAT still call them): counted
+     * under the name called. The 3-D ones take kernel_size_d/dilation_d for depth. */
+    OP("natten.functional", natten1dqkrpb, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten2dqkrpb, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten3dqkrpb, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten1dqk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten2dqk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten3dqk, NF_KIND_QK, NF_HEADS_FIRST),
+    OP("natten.functional", natten1dav, NF_KIND_AV, NF_HEADS_FIRST),
+    OP("natten.functional", natten2dav, NF_KIND_AV, NF_HEADS_FIRST),
+    OP("natten.functional", natten3dav, NF_KIND_AV, NF_HEADS_FIRST),
     /* 0.17 torch.library ops (inference only). */
     OP("natten.experimental", na1d, NF_KIND_FUSED, NF_HEADS_LAST),
     OP("natten.experimental", na2d, NF_KIND_FUSED, NF_HEADS_LAST),

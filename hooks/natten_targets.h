@@ -25,6 +25,8 @@ typedef enum nf_role {
     NF_ROLE_CU_SEQLEN_KV,  /* "cumulative_seqlen_KV" */
     NF_ROLE_SEQLENS_Q,     /* "seqlens_Q" */
     NF_ROLE_SEQLENS_KV,    /* "seqlens_KV" */
+    NF_ROLE_KERNEL_D,      /* "kernel_size_d": the depth kernel of 0.17's legacy 3-D ops */
+    NF_ROLE_DILATION_D,    /* "dilation_d" */
     NF_ROLE_COUNT
 } nf_role;
 

@@ -254,6 +254,13 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
             read_dims_arg(a->v[NF_ROLE_STRIDE], p->na_dim, 1, p->stride) != 0 ||
             read_causal(a->v[NF_ROLE_CAUSAL], p->na_dim, &p->causal_mask) != 0)
             return -1;
+        /* Legacy 3-D: (kernel_size_d, kernel_size) = (depth, height and width). */
+        if (p->na_dim == 3 && a->v[NF_ROLE_KERNEL_D] != NULL &&
+            read_dims_arg(a->v[NF_ROLE_KERNEL_D], 1, 0, p->kernel) != 0)
+            return -1;
+        if (p->na_dim == 3 && a->v[NF_ROLE_DILATION_D] != NULL &&
+            read_dims_arg(a->v[NF_ROLE_DILATION_D], 1, 1, p->dilation) != 0)
+            return -1;
         bool ak = present(a, NF_ROLE_ADD_KEYS), av = present(a, NF_ROLE_ADD_VALUES);
         /* Fused ops attend the extra tokens only when both are given (NATTEN's rule). */
         int extra = t->kind == NF_KIND_QK   ? (ak ? NF_ROLE_ADD_KEYS : -1)

@@ -53,7 +53,7 @@ def _naflops_install(_c):
         if torch is None or not hasattr(torch, "Tensor"):
             return
         state["torch"] = True
-        _c["set_torch"](torch, backward_hook, multi_grad_hook)
+        _c["set_torch"](torch, backward_hook, multi_grad_hook, nested_parts, has_tangent)
         config = sys.modules.get(dynamo_config)
         if config is not None:
             register_logging(config)
@@ -246,6 +246,24 @@ def _naflops_install(_c):
         import torch.autograd.graph as graph
 
         return graph.register_multi_grad_hook(tensors, hook, mode="any")
+
+    def nested_parts(args):
+        """For a call on nested tensors: per component (each a whole batch of its own
+        shape), the arguments with each nested tensor replaced by that component."""
+        n = None
+        for a in args:
+            if getattr(a, "is_nested", False):
+                n = a.size(0)
+                break
+        if n is None:
+            return None
+        return [tuple(a[i] if getattr(a, "is_nested", False) else a for a in args)
+                for i in range(n)]
+
+    def has_tangent(tensor):
+        import torch.autograd.forward_ad as fwad
+
+        return fwad.unpack_dual(tensor).tangent is not None
 
     def torch_ready(module):
         set_torch()

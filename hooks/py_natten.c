@@ -50,6 +50,9 @@ static struct {
     PyObject *graph_task_id;     /* torch._C._current_graph_task_id */
     PyObject *multi_grad_hook;   /* torch.autograd.graph.register_multi_grad_hook */
     PyObject *hook_factory;      /* bootstrap: backward_hook(order) -> function */
+    PyObject *nested_parts;      /* bootstrap: nested_parts(args) -> [args per component] */
+    PyObject *forward_ad;        /* torch.autograd.forward_ad (its _current_level) */
+    PyObject *has_tangent;       /* bootstrap: has_tangent(*tensors) -> bool */
 } torch_;
 
 static PyObject *call0(PyObject *fn) {
@@ -324,6 +327,67 @@ static bool stopped_recomputation(void) {
     return stop;
 }
 
+/* A call on nested tensors (NATTEN 0.17: batches of different shapes in one call, no
+ * autograd) is counted component by component, each as a call of its own shape:
+ * the rule applied to what each component's kernels computed. False: not nested, or a
+ * component could not be read. */
+static bool count_nested(const nf_wrap *w, PyObject *const *args) {
+    if (torch_.nested_parts == NULL) return false;
+    PyObject *tuple = P.PyTuple_New(w->nparams);
+    if (tuple == NULL) return false;
+    for (int i = 0; i < w->nparams; i++) {
+        P.Py_IncRef(args[i]);
+        P.PyTuple_SetItem(tuple, i, args[i]);
+    }
+    PyObject *parts = call1(torch_.nested_parts, tuple);
+    P.Py_DecRef(tuple);
+    bool ok = parts != NULL && parts != P.None;
+    Py_ssize_t n = ok ? P.PySequence_Size(parts) : 0;
+    nf_key keys[64];
+    ok = ok && n > 0 && n <= 64;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *part = P.PySequence_GetItem(parts, i);
+        nf_argv a;
+        if (part == NULL) {
+            ok = false;
+            break;
+        }
+        PyObject *items[64];
+        Py_ssize_t np = P.PyTuple_Size(part);
+        for (Py_ssize_t j = 0; j < np && j < 64; j++) items[j] = P.PyTuple_GetItem(part, j);
+        argv_of(w, items, &a);
+        ok = np == w->nparams && nf_args_key(w->target, w->op, version_id, &a, &keys[i]) == 0;
+        P.Py_DecRef(part);
+    }
+    if (parts) P.Py_DecRef(parts);
+    P.PyErr_Clear();
+    for (Py_ssize_t i = 0; ok && i < n; i++) nf_py_count(w, &keys[i], nf_py_default_backend(), NULL, 0);
+    return ok;
+}
+
+/* Whether the call ran NATTEN's jvp too: a forward-mode AD level is open and one of
+ * its tensors carries a tangent (the level is read first: one attribute read). */
+static bool in_jvp(const nf_argv *a) {
+    static PyObject *s_level;
+    if (torch_.forward_ad == NULL || torch_.has_tangent == NULL) return false;
+    if (s_level == NULL && (s_level = P.PyUnicode_InternFromString("_current_level")) == NULL) return false;
+    PyObject *level = P.PyObject_GetAttr(torch_.forward_ad, s_level);
+    long long l = level ? P.PyLong_AsLongLong(level) : -1;
+    if (level) P.Py_DecRef(level);
+    P.PyErr_Clear();
+    if (l < 0) return false;
+    PyObject *ts[4] = {a->v[NF_ROLE_QUERY], a->v[NF_ROLE_ATTN], a->v[NF_ROLE_KEY], a->v[NF_ROLE_VALUE]};
+    bool any = false;
+    for (int i = 0; i < 4 && !any; i++) {
+        if (ts[i] == NULL) continue;
+        PyObject *r = call1(torch_.has_tangent, ts[i]);
+        any = r == P.True;
+        if (r) P.Py_DecRef(r);
+    }
+    P.PyErr_Clear();
+    return any;
+}
+
 /* The eager path: every parameter bound, in signature order. */
 static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     nf_wrap *w = P.PyCapsule_GetPointer(self, "naflops.wrap");
@@ -368,13 +432,16 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
         return NULL;
     }
     if (!readable) {
-        nf_py_uncounted(w, why_unreadable(&a, w));
+        if (!count_nested(w, args)) nf_py_uncounted(w, why_unreadable(&a, w));
         return result;
     }
     PyObject *outs[4];
     guard = guard_enter(first);
     int n = nf_core_config()->backward ? grad_outputs(result, outs, 4) : 0;
-    nf_py_count(w, &key, backend, outs, n);
+    if (nf_py_count(w, &key, backend, outs, n) && in_jvp(&a)) {
+        key.pass = NF_PASS_JVP;
+        nf_py_count(w, &key, backend, NULL, 0);
+    }
     guard_leave(guard);
     return result;
 }
@@ -453,10 +520,11 @@ static PyObject *py_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
-/* set_torch(torch, hook_factory, multi_grad_hook): the torch objects the wrappers use. */
+/* set_torch(torch, hook_factory, multi_grad_hook, nested_parts, has_tangent): what the
+ * wrappers use. */
 static PyObject *py_set_torch(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || torch_.tensor_type != NULL) return nf_py_none();
+    if (nargs != 5 || torch_.tensor_type != NULL) return nf_py_none();
     PyObject *torch = args[0];
     torch_.tensor_type = P.PyObject_GetAttrString(torch, "Tensor");
     PyObject *C = P.PyObject_GetAttrString(torch, "_C");
@@ -471,6 +539,14 @@ static PyObject *py_set_torch(PyObject *self, PyObject *const *args, Py_ssize_t 
     P.PyErr_Clear();
     P.Py_IncRef(args[1]);
     torch_.hook_factory = args[1];
+    P.Py_IncRef(args[3]);
+    torch_.nested_parts = args[3];
+    P.Py_IncRef(args[4]);
+    torch_.has_tangent = args[4];
+    PyObject *autograd = P.PyObject_GetAttrString(torch, "autograd");
+    torch_.forward_ad = autograd ? P.PyObject_GetAttrString(autograd, "forward_ad") : NULL;
+    if (autograd) P.Py_DecRef(autograd);
+    P.PyErr_Clear();
     if (args[2] != P.None) {
         P.Py_IncRef(args[2]);
         torch_.multi_grad_hook = args[2];

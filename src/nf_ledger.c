@@ -31,7 +31,8 @@ static nf_entry *new_entry(const nf_key *key) {
     if (nf_rules_forward_flops(&key->problem, &flops) != 0) return NULL;
     /* A NATTEN op's backward follows from its forward; an aten op's backward pass runs
      * its own aten ops, counted as they are. */
-    if (key->pass == NF_PASS_BACKWARD && nf_problem_is_natten(&key->problem))
+    /* jvp: NATTEN's jvp runs each GEMM twice, tangent x primal and primal x tangent */
+    if ((key->pass == NF_PASS_BACKWARD || key->pass == NF_PASS_JVP) && nf_problem_is_natten(&key->problem))
         flops = nf_rules_backward_flops(flops);
     nf_entry *e = calloc(1, sizeof *e);
     if (e == NULL) return NULL;

@@ -184,6 +184,7 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
     nf_totals t = nf_totals_of(entries, n);
     total_line(f, "forward", t.flops[NF_PASS_FORWARD], units, "");
     total_line(f, "backward", t.flops[NF_PASS_BACKWARD], units, "");
+    if (t.flops[NF_PASS_JVP] != 0) total_line(f, "jvp", t.flops[NF_PASS_JVP], units, "  forward-mode AD");
     if (t.flops[NF_PASS_RECOMPUTE] != 0) {
         /* Activation checkpointing: the model's work (MFU) and the hardware's (HFU). */
         total_line(f, "recompute", t.flops[NF_PASS_RECOMPUTE], units, "");
@@ -316,6 +317,10 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     json_u128(f, t.flops[NF_PASS_FORWARD] / 2);
     fputs(", \"backward_macs\": ", f);
     json_u128(f, t.flops[NF_PASS_BACKWARD] / 2);
+    fputs(", \"jvp_flops\": ", f);
+    json_u128(f, t.flops[NF_PASS_JVP]);
+    fputs(", \"jvp_macs\": ", f);
+    json_u128(f, t.flops[NF_PASS_JVP] / 2);
     fputs(", \"recompute_flops\": ", f);
     json_u128(f, t.flops[NF_PASS_RECOMPUTE]);
     fputs(", \"recompute_macs\": ", f);

@@ -20,8 +20,8 @@ typedef struct nf_run_info {
     uint64_t uncounted;      /* NATTEN calls that ran but could not be counted */
 } nf_run_info;
 
-/* naflops/2: pass "recompute"; totals flops = forward + backward + recompute (the
- * hardware's work), model_flops = forward + backward (the model's). */
+/* naflops/2: passes "recompute" and "jvp"; totals flops = every pass (the hardware's
+ * work), model_flops = forward + backward (the model's). */
 #define NF_SCHEMA "naflops/2"
 
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,

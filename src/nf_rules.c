@@ -9,7 +9,10 @@ const char *nf_kind_name(nf_kind kind) {
 }
 
 const char *nf_pass_name(nf_pass pass) {
-    return pass == NF_PASS_BACKWARD ? "backward" : pass == NF_PASS_RECOMPUTE ? "recompute" : "forward";
+    return pass == NF_PASS_BACKWARD    ? "backward"
+           : pass == NF_PASS_RECOMPUTE ? "recompute"
+           : pass == NF_PASS_JVP       ? "jvp"
+                                       : "forward";
 }
 
 /* Product of non-negative factors; -1 on a negative factor. Saturates. */

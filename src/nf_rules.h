@@ -31,7 +31,14 @@ typedef enum nf_layout {
 
 /* forward and backward are the model's work (what MFU divides); recompute is a
  * forward run again for memory (activation checkpointing): hardware work only. */
-typedef enum nf_pass { NF_PASS_FORWARD = 0, NF_PASS_BACKWARD, NF_PASS_RECOMPUTE, NF_PASS_COUNT } nf_pass;
+/* jvp: forward-mode AD (NATTEN's jvp runs two GEMMs per forward GEMM). */
+typedef enum nf_pass {
+    NF_PASS_FORWARD = 0,
+    NF_PASS_BACKWARD,
+    NF_PASS_RECOMPUTE,
+    NF_PASS_JVP,
+    NF_PASS_COUNT
+} nf_pass;
 
 /* One operation, as read from the live tensors. Unused entries are zero so that
  * the struct can be hashed and compared bytewise. */

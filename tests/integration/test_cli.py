@@ -170,7 +170,8 @@ def test_merge_sums_exactly(tmp_path):
                            "backward_flops": 0, "forward_macs": total // 2, "backward_macs": 0,
                            "natten_flops": total, "other_flops": 0, "calls": 2**64 + 5 + 3,
                            # naflops/1 dumps in, naflops/2 out: no recompute, model = all
-                           "recompute_flops": 0, "recompute_macs": 0, "model_flops": total,
+                           "recompute_flops": 0, "recompute_macs": 0, "jvp_flops": 0,
+                           "jvp_macs": 0, "model_flops": total,
                            "model_macs": total // 2, "uncounted_calls": 0}
     # the merged dump is a valid dump: report prints it, exactly
     r = naflops("report", "--units", "exact", out)

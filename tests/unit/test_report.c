@@ -170,7 +170,7 @@ static void test_json_header_and_ops(void **state) {
     nf_report_json(c.f, &run, e, 2);
     const char *t = capture_close(&c);
     assert_json(t);
-    assert_contains(t, "\"schema\": \"naflops/1\"");
+    assert_contains(t, "\"schema\": \"naflops/2\"");
     assert_contains(t, "\"pid\": 4242");
     assert_contains(t, "\"host\": \"node7\"");
     assert_contains(t, "\"rank\": \"0\", \"local_rank\": null, \"world_size\": \"2\"");
@@ -207,9 +207,57 @@ static void test_json_totals(void **state) {
                        "\"macs\": 27670116110564548608, "
                        "\"forward_flops\": 442368, \"backward_flops\": 55340232221128654848, "
                        "\"forward_macs\": 221184, \"backward_macs\": 27670116110564327424, "
+                       "\"jvp_flops\": 0, \"jvp_macs\": 0, "
+                       "\"recompute_flops\": 0, \"recompute_macs\": 0, "
+                       "\"model_flops\": 55340232221129097216, \"model_macs\": 27670116110564548608, "
                        "\"natten_flops\": 55340232221129097216, \"other_flops\": 0, "
-                       "\"calls\": 9}");
+                       "\"calls\": 9, \"uncounted_calls\": 0}");
     free(c.text);
+}
+
+/* Checkpointing's recompute and forward-mode AD: their own passes; model FLOPs are
+ * forward + backward, the hardware total has every pass. NATTEN's jvp and backward
+ * are 2 x forward; a recomputed forward is 1 x. */
+static void test_recompute_and_jvp_totals(void **state) {
+    (void)state;
+    nf_entry *a = entry_a(); /* 3 forward calls of 147456 FLOPs */
+    nf_key k = a->key;
+    k.pass = NF_PASS_RECOMPUTE;
+    nf_entry *r = nf_ledger_entry(&k);
+    k.pass = NF_PASS_JVP;
+    nf_entry *j = nf_ledger_entry(&k);
+    assert_non_null(r);
+    assert_non_null(j);
+    assert_true(r->flops_per_call == a->flops_per_call);
+    assert_true(j->flops_per_call == 2 * a->flops_per_call);
+    nf_entry_add(r, 1);
+    nf_entry_add(j, 2);
+    nf_entry *e[3] = {a, r, j};
+    nf_totals t = nf_totals_of(e, 3);
+    assert_true(t.flops[NF_PASS_RECOMPUTE] == 147456);
+    assert_true(t.flops[NF_PASS_JVP] == 4 * 147456);
+    assert_true(t.all == (3 + 1 + 4) * (nf_u128)147456);
+    capture c;
+    capture_open(&c);
+    nf_report_json(c.f, &run, e, 3);
+    const char *text = capture_close(&c);
+    assert_json(text);
+    assert_contains(text, "\"pass\": \"recompute\"");
+    assert_contains(text, "\"pass\": \"jvp\"");
+    assert_contains(text, "\"recompute_flops\": 147456, \"recompute_macs\": 73728, "
+                          "\"model_flops\": 442368, \"model_macs\": 221184");
+    assert_contains(text, "\"jvp_flops\": 589824, \"jvp_macs\": 294912");
+    free(c.text);
+    capture_open(&c);
+    nf_report_table(c.f, &run, e, 3, NF_UNITS_EXACT);
+    text = capture_close(&c);
+    assert_contains(text, "naflops: recompute 147456 FLOP  73728 MAC\n");
+    assert_contains(text, "naflops: model     442368 FLOP  221184 MAC  forward + backward\n");
+    assert_contains(text, "naflops: hardware  1179648 FLOP  589824 MAC  model + recompute\n");
+    assert_contains(text, "naflops: jvp       589824 FLOP  294912 MAC  forward-mode AD\n");
+    free(c.text);
+    nf_entry_add(r, -1ull);  /* back to zero: other tests share entry_a's ledger */
+    nf_entry_add(j, -2ull);
 }
 
 static void test_json_empty_and_escaping(void **state) {
@@ -228,7 +276,9 @@ static void test_json_empty_and_escaping(void **state) {
     assert_contains(t, "\"ops\": [\n  ]");
     assert_contains(t, "\"totals\": {\"flops\": 0, \"macs\": 0, \"forward_flops\": 0, "
                        "\"backward_flops\": 0, \"forward_macs\": 0, \"backward_macs\": 0, "
-                       "\"natten_flops\": 0, \"other_flops\": 0, \"calls\": 0}");
+                       "\"jvp_flops\": 0, \"jvp_macs\": 0, \"recompute_flops\": 0, "
+                       "\"recompute_macs\": 0, \"model_flops\": 0, \"model_macs\": 0, "
+                       "\"natten_flops\": 0, \"other_flops\": 0, \"calls\": 0, \"uncounted_calls\": 0}");
     free(c.text);
 }
 
@@ -438,9 +488,14 @@ static void test_natten_version(void **state) {
     nf_entry unknown;
     memset(&unknown, 0, sizeof unknown); /* version NF_INTERN_NONE */
     nf_entry *e[2] = {&unknown, a};
-    assert_string_equal(nf_report_natten_version(e, 2), "0.17.5"); /* first one known */
-    assert_string_equal(nf_report_natten_version(e, 1), "");
-    assert_string_equal(nf_report_natten_version(NULL, 0), "");
+    assert_string_equal(nf_report_natten_version(NULL, e, 2), "0.17.5"); /* first one known */
+    assert_string_equal(nf_report_natten_version(NULL, e, 1), "");
+    assert_string_equal(nf_report_natten_version(NULL, NULL, 0), "");
+    /* The version natten reported at import wins, counted or not. */
+    nf_run_info imported = {.pid = 1, .host = "h", .natten_version = "0.21.7"};
+    assert_string_equal(nf_report_natten_version(&imported, NULL, 0), "0.21.7");
+    nf_run_info none = {.pid = 1, .host = "h", .natten_version = ""};
+    assert_string_equal(nf_report_natten_version(&none, e, 2), "0.17.5");
 }
 
 /* ------------------------------------------------------- whole-model rows */
@@ -501,7 +556,7 @@ static void test_table_whole_model(void **state) {
     nf_report_json(c.f, &run, e, 3);
     t = capture_close(&c);
     assert_json(t);
-    assert_contains(t, "\"natten_flops\": 442368, \"other_flops\": 2359296, \"calls\": 6}");
+    assert_contains(t, "\"natten_flops\": 442368, \"other_flops\": 2359296, \"calls\": 6, \"uncounted_calls\": 0}");
     assert_contains(t, "{\"op\": \"aten::mm\", \"pass\": \"backward\", \"kind\": \"aten\", "
                        "\"natten_version\": null, \"backend\": null,\n     \"shape\": [128, 96], "
                        "\"key_shape\": [96, 32], \"value_shape\": null,\n     \"kernel_size\": null, "
@@ -543,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_table_caps_aten_rows),
         cmocka_unit_test(test_json_header_and_ops),
         cmocka_unit_test(test_json_totals),
+        cmocka_unit_test(test_recompute_and_jvp_totals),
         cmocka_unit_test(test_json_empty_and_escaping),
         cmocka_unit_test(test_json_attention),
         cmocka_unit_test(test_csv),
