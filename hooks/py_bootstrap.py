@@ -72,24 +72,22 @@ def _naflops_install(_c):
             fns.update(ours)
 
     def route_to_root(misc):
-        """Dynamo (2.8 at least) keeps a reorderable logging call made inside an
-        inlined function in that function's translator, whose list is never emitted:
-        the call is silently dropped. Our calls (only ours) are moved to the root
-        translator's list, which Dynamo emits after the graph, in trace order."""
+        """A reorderable logging call made inside an inlined function goes to that
+        function's translator, whose list Dynamo never emits (2.8: silently dropped;
+        2.6: AttributeError, it has none). Our calls (only ours) are handed the root
+        translator instead, whose list Dynamo emits after the graph, in trace order.
+        DebuggingVariable.call_function reads only tx.export and tx.debug_locals."""
         cls = getattr(misc, "DebuggingVariable", None)
         call = getattr(cls, "call_function", None)
         if call is None or getattr(call, "_naflops", False):
             return
 
         def call_function(self, tx, *args, **kwargs):
-            result = call(self, tx, *args, **kwargs)
             if getattr(self, "value", None) in ours:
-                output = getattr(tx, "output", None)
-                root = getattr(output, "root_tx", None)
-                local = getattr(tx, "debug_locals", None)
-                if root is not None and root is not tx and local and local[-1][0] is self:
-                    root.debug_locals.append(local.pop())
-            return result
+                root = getattr(getattr(tx, "output", None), "root_tx", None)
+                if root is not None:
+                    tx = root
+            return call(self, tx, *args, **kwargs)
 
         call_function._naflops = True
         for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
@@ -134,21 +132,33 @@ def _naflops_install(_c):
             return None
         hot, token, roles = made
         spec = []
-        for p in params:
+        for i, p in enumerate(params):
             if p.kind == P.KEYWORD_ONLY and "*" not in spec:
                 spec.append("*")
             spec.append(p.name)
-            if p.kind == P.POSITIONAL_ONLY and (
-                    params.index(p) + 1 == len(params) or params[params.index(p) + 1].kind != P.POSITIONAL_ONLY):
+            if p.kind == P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != P.POSITIONAL_ONLY):
                 spec.append("/")
         bound = ", ".join(names)
-        name = original.__name__
+        call = ", ".join(positional + ["%s=%s" % (k, k) for k in keyword])
+        # The compiled path, traced by Dynamo only. The token and roles are literals
+        # in this function's own code: a value passed in would be a frame input
+        # that Dynamo may make symbolic, which its logging calls refuse.
+        if roles is None:  # a backend marker
+            compiled = ("        _naflops_mark(%d)" % token,
+                        "        return _naflops_original(%s)" % call)
+        else:
+            compiled = (
+                "        _naflops_begin(%d, *_naflops_describe(%r, (%s%s)))"
+                % (token, roles, bound, "," if len(names) == 1 else ""),
+                "        _naflops_out = _naflops_original(%s)" % call,
+                "        _naflops_end(%d, *_naflops_grads(_naflops_out))" % token,
+                "        return _naflops_out",
+            )
         lines = (  # (no backslashes in this file: the Makefile embeds it as a C string)
-            "def %s(%s):" % (name, ", ".join(spec)),
-            "    if _naflops_compiling():",
-            "        return _naflops_traced(_naflops_original, %d, %r, (%s%s), %r)"
-            % (token, roles, bound, "," if len(names) == 1 else "", tuple(keyword)),
-            "    return _naflops_hot(%s)" % bound,
+            ("def %s(%s):" % (original.__name__, ", ".join(spec)),
+             "    if _naflops_compiling():")
+            + compiled
+            + ("    return _naflops_hot(%s)" % bound,)
         )
         source = chr(10).join(lines) + chr(10)
         code = compile(source, original.__code__.co_filename, "exec")
@@ -158,16 +168,20 @@ def _naflops_install(_c):
         if hasattr(fn_code, "co_qualname"):
             replace["co_qualname"] = original.__code__.co_qualname
         fn_code = fn_code.replace(**replace)
-        scope = {
+        scope = {  # no __name__: Dynamo would import a module by that name
             "__builtins__": __builtins__,
             "_naflops_compiling": compiling(),
-            "_naflops_traced": traced if roles is not None else traced_marker,
+            "_naflops_describe": describe,
+            "_naflops_grads": grads,
+            "_naflops_begin": begin,
+            "_naflops_mark": mark,
+            "_naflops_end": end,
             "_naflops_original": original,
             "_naflops_hot": hot,
         }
         import types
 
-        fn = types.FunctionType(fn_code, scope, name, original.__defaults__, None)
+        fn = types.FunctionType(fn_code, scope, original.__name__, original.__defaults__, None)
         fn.__kwdefaults__ = original.__kwdefaults__
         for attr in ("__module__", "__qualname__", "__doc__", "__annotations__"):
             try:
@@ -186,12 +200,13 @@ def _naflops_install(_c):
             f = getattr(compiler, "is_compiling", None)
         return f if f is not None else (lambda: False)
 
-    def traced(original, token, roles, args, keyword):
-        """Traced by Dynamo, never run eagerly: describe the arguments the rules read
-        with values Dynamo knows while tracing (shapes, dtype, device, kernel sizes),
-        so that its calls to begin/end carry constants and add nothing to the graph.
-        A tensor whose shape is symbolic (dynamic shapes), or whose values the rules
-        read (variable-length sequence lengths), is passed as the tensor."""
+    def describe(roles, args):
+        """Traced by Dynamo, never run eagerly: the arguments the rules read, with
+        values Dynamo knows while tracing (shapes, dtype, device, kernel sizes), so
+        that begin() carries constants and adds nothing to the graph. A tensor whose
+        shape is symbolic (dynamic shapes), or whose values the rules read
+        (variable-length sequence lengths), is passed as the tensor; a symbolic int
+        (a kernel size Dynamo made dynamic) as "?": that call is said, not counted."""
         import torch
 
         described = []
@@ -209,27 +224,29 @@ def _naflops_install(_c):
                 else:
                     described += ["t", a]
             elif isinstance(a, (tuple, list)):
-                described += ["S", len(a), *a]
-            else:
+                known = True
+                for x in a:
+                    if x.__class__ not in (int, bool):
+                        known = False
+                described += ["S", len(a), *a] if known else ["?"]
+            elif a.__class__ in (int, bool, float, str):
                 described.append(a)
-        begin(token, *described)
-        n = len(args) - len(keyword)
-        out = original(*args[:n], **dict(zip(keyword, args[n:])))
-        grads = []
+            else:
+                described.append("?")
+        return described
+
+    def grads(out):
+        """Traced by Dynamo: the outputs that need gradients, for end() to hook."""
+        import torch
+
         if isinstance(out, torch.Tensor):
-            if out.requires_grad:
-                grads.append(out)
-        elif isinstance(out, (tuple, list)):
+            return [out] if out.requires_grad else []
+        found = []
+        if isinstance(out, (tuple, list)):
             for o in out:
                 if isinstance(o, torch.Tensor) and o.requires_grad:
-                    grads.append(o)
-        end(token, *grads)
-        return out
-
-    def traced_marker(original, token, roles, args, keyword):
-        mark(token)
-        n = len(args) - len(keyword)
-        return original(*args[:n], **dict(zip(keyword, args[n:])))
+                    found.append(o)
+        return found
 
     def backward_hook(order):
         """The backward hook of the op whose forward entry has this order: a Python

@@ -6,7 +6,8 @@
  * nothing in the graph for them and calls them after the compiled graph runs, on
  * every run, in the order it traced them, with what it knew while tracing (a tensor
  * described by value: "T", dtype, device, rank, dims; a live tensor: "t", tensor;
- * a sequence: "S", length, items; anything else as is). So a call of na2d, which
+ * a sequence: "S", length, items; "?" for what Dynamo only knew symbolically;
+ * anything else as is). So a call of na2d, which
  * calls neighborhood_attention_generic, arrives as begin(na2d) begin(generic)
  * mark(flex-fna) end(generic) end(na2d), graph breaks or not: a small per-thread
  * stack counts the outermost call, as the eager path does. */
@@ -34,7 +35,7 @@ static _Thread_local struct {
     nf_pending stack[NF_COMPILED_DEPTH];
 } pending;
 
-static PyObject *s_T, *s_t, *s_S;
+static PyObject *s_T, *s_t, *s_S, *s_unknown;
 
 bool nf_py_compiled_active(void) { return pending.depth > 0; }
 
@@ -74,6 +75,8 @@ static int decode(const nf_wrap *w, PyObject *const *items, Py_ssize_t n, nf_arg
                 P.PyTuple_SetItem(t, (Py_ssize_t)k, items[i++]);
             }
             a->v[r] = t;
+        } else if (x == s_unknown) {
+            return -1; /* a value Dynamo only knew symbolically */
         } else {
             a->v[r] = x != P.None ? x : NULL;
         }
@@ -148,5 +151,6 @@ int nf_py_compiled_init(void) {
     s_T = P.PyUnicode_InternFromString("T");
     s_t = P.PyUnicode_InternFromString("t");
     s_S = P.PyUnicode_InternFromString("S");
-    return s_T && s_t && s_S ? 0 : -1;
+    s_unknown = P.PyUnicode_InternFromString("?");
+    return s_T && s_t && s_S && s_unknown ? 0 : -1;
 }

@@ -651,7 +651,9 @@ static int run_bootstrap(void) {
     PyObject *module = P.PyUnicode_FromString("naflops");
     if (globals == NULL || c == NULL || module == NULL || intern_names() != 0) goto out;
     if (P.PyDict_SetItemString(globals, "__builtins__", P.PyEval_GetBuiltins()) != 0) goto out;
-    P.PyDict_SetItemString(globals, "__name__", P.PyUnicode_FromString("naflops_bootstrap"));
+    /* No __name__: Dynamo imports the module a traced function's globals name (torch
+     * 2.6 when it inlines the bootstrap's traced helper); without one it keeps the
+     * globals by identity. */
     for (size_t i = 0; i < sizeof c_defs / sizeof c_defs[0]; i++) {
         PyObject *fn = P.PyCFunction_NewEx(&c_defs[i], NULL, module);
         if (fn == NULL || P.PyDict_SetItemString(c, c_defs[i].ml_name, fn) != 0) goto out;

@@ -101,6 +101,10 @@ static void write_report(bool final) {
                 nf_log("NAFLOPS_OUTPUT='%s' expands to a path that is too long; no dump written",
                        cfg->output);
             dump_failed = true;
+        } else if (n == 0 && access(path, F_OK) == 0) {
+            /* Nothing counted here, and a file is there already: most likely the
+             * dump of the process that did count (a compile worker or data loader
+             * sharing its path exits after it). Leave it. */
         } else if (nf_dump_atomic(path, cfg->format == NF_FORMAT_CSV ? write_csv : write_json,
                                   &args) != 0) {
             if (final)

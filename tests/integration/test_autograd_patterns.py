@@ -143,3 +143,61 @@ def test_a_program_that_counts_nothing_leaves_a_dump(py021, lib, tmp_path, whole
     d = r.dump
     assert d["schema"] == "naflops/2" and d["ops"] == [] and d["natten_version"] == "0.21.7"
     assert int(d["totals"]["flops"]) == 0 and d["totals"]["uncounted_calls"] == 0
+
+
+PATTERNS017 = """\
+import torch, natten, warnings
+import torch.autograd.forward_ad as fwAD
+import natten.functional as F
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+H, D = 2, 8
+# nested: three batches of their own shapes in one call, with nested extra KV
+shapes = [(6, 5), (8, 7), (5, 5)]
+nt = lambda make: torch.nested.nested_tensor([make(s) for s in shapes])
+q = nt(lambda s: torch.randn(1, H, *s, D))
+k = nt(lambda s: torch.randn(1, H, *s, D))
+ak = nt(lambda s: torch.randn(1, H, 4, D))
+av = nt(lambda s: torch.randn(1, H, 4, D))
+a = F.na2d_qk(q, k, 3, additional_keys=ak)
+a = torch.nested.nested_tensor([x.softmax(-1) for x in a])
+o = F.na2d_av(a, k, 3, additional_values=av)
+print([round(x.double().sum().item(), 4) for x in o])
+# forward-mode AD: NATTEN's jvp runs the QK GEMM twice (tangent x primal, primal x tangent)
+q2, k2 = torch.randn(2, H, 8, 8, D), torch.randn(2, H, 8, 8, D)
+with fwAD.dual_level():
+    t = fwAD.unpack_dual(F.na2d_qk(fwAD.make_dual(q2, torch.randn_like(q2)), k2, 3)).tangent
+print(round(t.double().sum().item(), 4))
+# deprecated names, counted as called; the 3-D ones take (kernel_size_d, kernel_size)
+q3 = torch.randn(2, H, 6, 5, 6, D)
+a3 = F.natten3dqkrpb(q3, q3, None, 3, 5, 1, 1)
+o3 = F.natten3dav(a3.softmax(-1), q3, 3, 5, 1, 1)
+a2 = F.natten2dqkrpb(q2, k2, None, 3, 1)
+print(round(o3.double().sum().item(), 4), round(a2.double().sum().item(), 4))
+"""
+
+
+def test_nested_jvp_and_deprecated_names(py017, lib, tmp_path):
+    plain = run_program(py017, PATTERNS017, tmp_path)
+    counted = run_program(py017, PATTERNS017, tmp_path, lib=lib, env={"NAFLOPS_WHOLE_MODEL": "0"})
+    assert plain.returncode == counted.returncode == 0, counted.stderr
+    assert counted.stdout == plain.stdout
+    rows = {(o["op"], o["pass"], tuple(o["shape"])): (o["calls"], int(o["flops"]))
+            for o in counted.dump["ops"]}
+    nested = {}
+    for s in [(6, 5), (8, 7), (5, 5)]:
+        f = 2 * 1 * 2 * s[0] * s[1] * (9 + 4) * 8  # 3x3 window plus 4 extra tokens
+        nested[("na2d_qk", "forward", (1, 2, *s, 8))] = (1, f)
+        nested[("na2d_av", "forward", (1, 2, *s, 13))] = (1, f)
+    qk = 2 * 2 * 2 * 64 * 9 * 8
+    vol3 = 2 * 2 * 2 * 180 * (3 * 5 * 5) * 8
+    expected = {**nested,
+                ("na2d_qk", "forward", (2, 2, 8, 8, 8)): (1, qk),
+                ("na2d_qk", "jvp", (2, 2, 8, 8, 8)): (1, 2 * qk),
+                ("natten3dqkrpb", "forward", (2, 2, 6, 5, 6, 8)): (1, vol3),
+                ("natten3dav", "forward", (2, 2, 6, 5, 6, 75)): (1, vol3),
+                ("natten2dqkrpb", "forward", (2, 2, 8, 8, 8)): (1, qk)}
+    assert rows == expected
+    assert counted.dump["totals"]["jvp_flops"] == 2 * qk
+    k3 = [o["kernel_size"] for o in counted.dump["ops"] if o["op"] == "natten3dqkrpb"]
+    assert k3 == [[3, 5, 5]]

@@ -137,11 +137,13 @@ def test_standin_fullgraph(py021, lib, tmp_path, backend):
     check_counts(pre.dump, train=True)
 
 
-@pytest.mark.parametrize("backend,train", [("eager", True), ("aot_eager", True), ("inductor", False)])
+@pytest.mark.parametrize("backend,train", [("eager", True), ("aot_eager", True)])
 def test_flex(py021, lib, tmp_path, backend, train):
     """NATTEN 0.21's Flex backend on the CPU: Dynamo breaks the graph inside NATTEN
     (plain as preloaded, with the same reasons); every run is still counted once.
-    Inductor compiles Flex on the CPU for inference only."""
+    Not inductor: it lowers Flex on the CPU for inference without the log-sum-exp
+    only, and NATTEN asks for it, so it fails plain ("torch.compile on CPU only
+    supports inference and `return_lse` is not supported yet")."""
     code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS)
     record, pre = run_both(py021, code, tmp_path, lib, args=(backend, "1" if train else "0", "0"))
     assert record["explain"][1] > 0  # Flex breaks on the CPU, plain too
@@ -302,24 +304,113 @@ class Count(TorchFunctionMode):
 
 torch.manual_seed(0)
 args = {args}
-with Count():
+if {mode}:
+    with Count():
+        nf.{fn}(*args)
+else:
     nf.{fn}(*args)
 r["torch_function_calls"] = Count.n
 print(json.dumps(r))
 """
 
 
-@pytest.mark.parametrize("version", ["0.21", "0.17"])
+@pytest.mark.parametrize("version", ["0.21", "standin", "0.17"])
 def test_python_sees_the_original(py021, py017, lib, tmp_path, version):
     """What Python and PyTorch can ask of a wrapped function answers as for the
-    original, and a TorchFunctionMode sees no read by the counter."""
-    if version == "0.21":
-        py, fn = py021, "na2d"
-        args = "[torch.randn(2, 6, 6, 2, 8, requires_grad=True) for _ in range(3)] + [3]"
-    else:
+    original, and a TorchFunctionMode sees no read by the counter (not with 0.21's
+    Flex on the CPU: Flex compiles itself and cannot trace a mode, plain too)."""
+    env = {"PYTHONPATH": STANDIN} if version == "standin" else None
+    if version == "0.17":
         py, fn = py017, "na2d_qk"
         args = "[torch.randn(2, 2, 6, 6, 8, requires_grad=True) for _ in range(2)] + [3]"
-    record, pre = run_both(py, VISIBLE.format(fn=fn, args=args), tmp_path, lib)
+    else:
+        py, fn = py021, "na2d"
+        args = "[torch.randn(2, 6, 6, 2, 8, requires_grad=True) for _ in range(3)] + [3]"
+    mode = version != "0.21"
+    record, pre = run_both(py, VISIBLE.format(fn=fn, args=args, mode=mode), tmp_path, lib, env=env)
     assert record["isfunction"] is True and record["weakref"] is True
     assert record["autospec_bad_call"] == "TypeError"
+    assert (record["torch_function_calls"] > 0) == mode
     assert [o["calls"] for o in pre.dump["ops"]] == [1]
+
+
+UNFUSED017 = """\
+import json, sys, torch, natten, warnings
+import natten.functional as F
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+
+class Block(torch.nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+        self.qkv = torch.nn.Linear(16, 48)
+        self.proj = torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, h, w, 3, 2, 8).permute(3, 0, 4, 1, 2, 5)
+        a = F.na2d_qk(q, k, self.k).softmax(-1)
+        o = F.na2d_av(a, v, self.k)
+        return self.proj(o.permute(0, 2, 3, 1, 4).reshape(b, h, w, c))
+
+
+out = {}
+x = torch.randn(2, 8, 8, 16)
+for k, n in ((3, 1), (5, 3)):
+    m = Block(k)
+    if k == 3:
+        ex = torch._dynamo.explain(m)(x)
+        out["explain"] = [ex.graph_count, ex.graph_break_count, ex.op_count,
+                          sorted(str(r.reason).splitlines()[0] for r in ex.break_reasons)]
+        torch._dynamo.reset()
+    cm = torch.compile(m, backend=sys.argv[1])
+    for i in range(n):
+        y = cm(x)
+        # not y.sum(): 0.17.4's CPU backward misreads a stride-0 gradient
+        (y * torch.randn_like(y)).sum().backward()
+    out[k] = [round(p.grad.double().sum().item(), 6) for p in m.parameters()]
+print(json.dumps(out))
+"""
+
+
+def test_natten017_unfused(py017, lib, tmp_path):
+    """NATTEN 0.17's unfused ops (autograd Functions over libnatten's CPU kernels):
+    Dynamo breaks at each libnatten call, plain and preloaded alike; every run is
+    counted once, forward and backward, through AOTAutograd's compiled backward."""
+    record, pre = run_both(py017, UNFUSED017, tmp_path, lib, args=("aot_eager",))
+    assert record["explain"][1] > 0
+    rows = {(o["op"], o["pass"], o["kernel_size"][0]): o["calls"] for o in pre.dump["ops"]}
+    assert rows == {(op, p, k): (n + (1 if k == 3 and p == "forward" else 0))
+                    for op in ("na2d_qk", "na2d_av") for p in ("forward", "backward")
+                    for k, n in ((3, 1), (5, 3))}
+    for o in pre.dump["ops"]:
+        k = o["kernel_size"][0]
+        assert int(o["flops_per_call"]) == (1 if o["pass"] == "forward" else 2) * 2 * 2 * 2 * 64 * k * k * 8
+
+
+EXPERIMENTAL017 = """\
+import json, torch, natten
+
+
+class Block(torch.nn.Module):
+    def forward(self, q, k, v):
+        return natten.experimental.na2d(q, k, v, kernel_size=3) * 2
+
+
+q = torch.randn(2, 8, 8, 2, 16, device="meta")
+out = torch.compile(Block(), backend="eager", fullgraph=True)(q, q, q)
+ep = torch.export.export(Block(), (q, q, q), strict=True)
+print(json.dumps([list(out.shape), str(ep.graph)]))
+"""
+
+
+def test_natten017_experimental_fullgraph_and_export(py017, lib, tmp_path):
+    """0.17's torch.library ops on meta tensors: fullgraph=True and
+    torch.export(strict=True) hold preloaded and give the same graph; nothing is
+    counted (meta tensors do no work)."""
+    record, pre = run_both(py017, EXPERIMENTAL017, tmp_path, lib)
+    assert "natten" in record[1]
+    assert pre.dump["ops"] == []
