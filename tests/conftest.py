@@ -85,4 +85,6 @@ def run_program(python, code, tmp_path, lib=None, env=None, args=(), timeout=600
 
 
 def ops_by(dump, **match):
+    """The dump's ops whose fields equal match (pass_ for "pass", a Python keyword)."""
+    match = {("pass" if k == "pass_" else k): v for k, v in match.items()}
     return [op for op in dump["ops"] if all(op.get(k) == v for k, v in match.items())]

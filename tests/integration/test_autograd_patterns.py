@@ -8,6 +8,7 @@ Hand-worked numbers, with B=2, S=8 (N = 64 tokens), heads=2, D=16, C = heads * D
     qkv Linear (C -> 3C):   2 * B*N * C * 3C = 786432 FLOPs forward
     proj Linear (C -> C):   2 * B*N * C * C  = 262144
     na2d, kernel 3x3:       4 * B * heads * N * 9 * D = 147456
+    MLP Linears (C -> 4C, 4C -> C): 2 * B*N * C * 4C = 1048576 each
     backward = 2 x forward for each (two GEMMs per GEMM; the input needs a gradient)
 
 Checkpointing re-runs the block's forward inside the backward: that is the recompute
@@ -22,7 +23,7 @@ import pytest
 
 from conftest import ops_by, run_program
 
-QKV, PROJ, NA = 786432, 262144, 147456
+QKV, PROJ, NA, FC = 786432, 262144, 147456, 1048576
 
 CHECKPOINT = """\
 import sys, torch, natten
@@ -42,19 +43,49 @@ def block(x):
     return proj(o.reshape(b, h, w, c)) if LAYOUT == "linear-na-linear" else o
 
 
+class Layer(torch.nn.Module):
+    # An NA transformer layer (as in k-diffusion's HDiT): attention, then an MLP.
+
+    def __init__(self):
+        super().__init__()
+        self.qkv, self.proj = torch.nn.Linear(C, 3 * C), torch.nn.Linear(C, C)
+        self.fc1, self.fc2 = torch.nn.Linear(C, 4 * C), torch.nn.Linear(4 * C, C)
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, h, w, 3, HEADS, D).unbind(3)
+        x = x + self.proj(nf.na2d(q, k, v, kernel_size=3).reshape(b, h, w, c))
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+layers = [Layer(), Layer()]
+
+
+def run(fn, x):
+    if MODE == "reentrant":
+        return checkpoint(fn, x, use_reentrant=True)
+    with set_checkpoint_early_stop(MODE == "early-stop"):
+        return checkpoint(fn, x, use_reentrant=False)
+
+
 for step in range(2):
     x = torch.randn(B, S, S, C, requires_grad=True)
+    if LAYOUT == "transformer":
+        y = x
+        for layer in layers:
+            y = run(layer, y)
+    else:
+        y = run(block, x)
     if MODE == "reentrant":
-        y = checkpoint(block, x, use_reentrant=True)
+        y.sum().backward()
     else:
         with set_checkpoint_early_stop(MODE == "early-stop"):
-            y = checkpoint(block, x, use_reentrant=False)
-    y.sum().backward()
+            y.sum().backward()
     print(f"{x.grad.double().sum().item():.6f}")
 """
 
 
-@pytest.mark.parametrize("layout", ["linear-na-linear", "linear-na"])
+@pytest.mark.parametrize("layout", ["linear-na-linear", "linear-na", "transformer"])
 @pytest.mark.parametrize("mode", ["reentrant", "early-stop", "no-early-stop"])
 def test_checkpoint(py021, lib, tmp_path, mode, layout):
     plain = run_program(py021, CHECKPOINT, tmp_path, args=(mode, layout))
@@ -62,10 +93,16 @@ def test_checkpoint(py021, lib, tmp_path, mode, layout):
     assert plain.returncode == counted.returncode == 0, counted.stderr
     assert counted.stdout == plain.stdout
     d = counted.dump
-    steps = 2
-    forward = QKV + NA + (PROJ if layout == "linear-na-linear" else 0)
-    # early stop: proj, after the last saved tensor, is not run again
-    recompute = QKV + NA + (PROJ if layout == "linear-na-linear" and mode != "early-stop" else 0)
+    steps, early = 2, mode == "early-stop"
+    if layout == "transformer":  # two layers, each checkpointed
+        forward = 2 * (QKV + NA + PROJ + 2 * FC)
+        # early stop: fc2 saves the last tensor the backward needs, then stops
+        recompute = 2 * (QKV + NA + PROJ + FC + (0 if early else FC))
+    else:
+        forward = QKV + NA + (PROJ if layout == "linear-na-linear" else 0)
+        # early stop: proj, after the last saved tensor, is not run again
+        recompute = QKV + NA + (PROJ if layout == "linear-na-linear" and not early else 0)
+    layers = 2 if layout == "transformer" else 1
     t = d["totals"]
     assert int(t["forward_flops"]) == steps * forward
     assert int(t["backward_flops"]) == steps * 2 * forward
@@ -73,7 +110,8 @@ def test_checkpoint(py021, lib, tmp_path, mode, layout):
     assert int(t["model_flops"]) == steps * 3 * forward
     assert int(t["flops"]) == steps * (3 * forward + recompute)
     na = {o["pass"]: o["calls"] for o in ops_by(d, op="na2d")}
-    assert na == {"forward": steps, "backward": steps, "recompute": steps}
+    assert na == {"forward": steps * layers, "backward": steps * layers,
+                  "recompute": steps * layers}
     assert "recompute" in counted.stderr and "model" in counted.stderr
 
 

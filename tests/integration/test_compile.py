@@ -109,14 +109,11 @@ def run_both(py, code, tmp_path, lib, args=(), env=None, timeout=900):
 def check_counts(dump, train, op="na2d", explain_runs=1):
     for k, n in RUNS:
         calls = n + (explain_runs if k == 3 else 0)
-        fwd = [o for o in ops_by(dump, op=op, pass_="forward") if o["kernel_size"] == [k, k]] \
-            if False else [o for o in dump["ops"] if o["op"] == op and o["pass"] == "forward"
-                           and o["kernel_size"] == [k, k]]
+        fwd = [o for o in ops_by(dump, op=op, pass_="forward") if o["kernel_size"] == [k, k]]
         assert len(fwd) == 1, dump["ops"]
         assert fwd[0]["calls"] == calls
         assert int(fwd[0]["flops"]) == calls * na_flops(k)
-        bwd = [o for o in dump["ops"] if o["op"] == op and o["pass"] == "backward"
-               and o["kernel_size"] == [k, k]]
+        bwd = [o for o in ops_by(dump, op=op, pass_="backward") if o["kernel_size"] == [k, k]]
         if train:
             assert len(bwd) == 1 and bwd[0]["calls"] == n
             assert int(bwd[0]["flops"]) == n * 2 * na_flops(k)
