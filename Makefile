@@ -102,6 +102,13 @@ test: unit unit-asan unit-valgrind integration
 demo: $(LIB) env observer
 	LD_PRELOAD=$(abspath $(LIB)) $(PYTHON) scripts/demo.py
 
+# A hostile job, 20 rounds in at most 5 minutes (threads, a fork worker, periodic
+# flushes, SIGTERM at a random moment): every dump valid, no count lost beyond the
+# documented bound. Not part of `make test`.
+.PHONY: soak
+soak: $(LIB) env
+	scripts/soak --lib $(abspath $(LIB)) $(SOAK_ARGS)
+
 # Overhead of the counter against FlopCounterMode, torch.profiler and fvcore on the CPU
 # (a few minutes); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
 .PHONY: bench

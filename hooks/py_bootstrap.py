@@ -143,7 +143,9 @@ def _naflops_install(_c):
         # The compiled path, traced by Dynamo only. The token and roles are literals
         # in this function's own code: a value passed in would be a frame input
         # that Dynamo may make symbolic, which its logging calls refuse.
-        if roles is None:  # a backend marker
+        if not reorderable():  # torch < 2.3: Dynamo would break the graph at our calls
+            compiled = ("        return _naflops_original(%s)" % call,)
+        elif roles is None:  # a backend marker
             compiled = ("        _naflops_mark(%d)" % token,
                         "        return _naflops_original(%s)" % call)
         else:
@@ -191,6 +193,15 @@ def _naflops_install(_c):
         fn.__dict__.update(original.__dict__)
         fn.__wrapped__ = original
         return fn
+
+    def reorderable():
+        """Whether Dynamo has reorderable logging functions (torch 2.3 and later)."""
+        torch = sys.modules.get("torch")
+        try:
+            major, minor = (int(x) for x in str(torch.__version__).split(".")[:2])
+        except (AttributeError, ValueError):
+            return False
+        return (major, minor) >= (2, 3)
 
     def compiling():
         torch = sys.modules.get("torch")
@@ -320,11 +331,20 @@ def _naflops_install(_c):
                 except Exception as e:  # never let the counter break an import
                     _c["failed"]("%s: %r" % (module.__name__, e))
 
+            exec_and_wrap.__code__ = importlib_code(exec_and_wrap.__code__)
             try:
                 spec.loader.exec_module = exec_and_wrap
             except Exception:
                 pass
             return spec
+
+    def importlib_code(code):
+        """code, filed as importlib's: CPython removes importlib's frames from an
+        import's traceback (up to _call_with_frames_removed), so a module that fails
+        to import shows no frame of the counter's."""
+        return code.replace(co_filename="<frozen importlib._bootstrap_external>")
+
+    NaflopsFinder.find_spec.__code__ = importlib_code(NaflopsFinder.find_spec.__code__)
 
     import atexit
 

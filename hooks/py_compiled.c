@@ -114,15 +114,16 @@ static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return nf_py_none();
 }
 
+void nf_py_compiled_note_backend(const char *backend) {
+    if (pending.depth > 0) pending.stack[0].backend = nf_py_join_backend(pending.stack[0].backend, backend);
+}
+
 /* mark(token): a backend marker ran inside the open call. */
 static PyObject *py_mark(PyObject *self, PyObject *token) {
     (void)self;
     const nf_wrap *w = nf_py_wrap(P.PyLong_AsLongLong(token));
     P.PyErr_Clear();
-    if (w != NULL && w->target->backend != NULL && pending.depth > 0) {
-        nf_pending *outer = &pending.stack[0];
-        outer->backend = nf_py_join_backend(outer->backend, w->target->backend);
-    }
+    if (w != NULL && w->target->backend != NULL) nf_py_compiled_note_backend(w->target->backend);
     return nf_py_none();
 }
 

@@ -396,9 +396,12 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     if (nargs != w->nparams || kwnames != NULL) return call_original(w, args); /* cannot happen */
 
     if (w->target->backend != NULL || frame.depth > 0 || nf_py_compiled_active()) {
-        /* A backend marker, or a NATTEN call inside a counted op: count nothing. */
+        /* A backend marker, or a NATTEN call inside a counted op (eager, or compiled
+         * and still open: a frame Dynamo left to run eagerly): count nothing. */
         if (w->target->backend != NULL && frame.depth > 0)
             frame.backend = nf_py_join_backend(frame.backend, w->target->backend);
+        else if (w->target->backend != NULL)
+            nf_py_compiled_note_backend(w->target->backend);
         return call_original(w, args);
     }
 
@@ -699,7 +702,11 @@ static bool is_trigger_module(PyObject *name) {
 static int audit_hook(const char *event, PyObject *args, void *data) {
     (void)data;
     /* Called for every audit event in the process: leave at once unless this is the
-     * first import of a natten module (or of torch). */
+     * first import of a natten module (or of torch), or an exec. */
+    if (event[0] == 'o' && strcmp(event, "os.exec") == 0) {
+        nf_core_finish(); /* the image ends here: its report now, before it is replaced */
+        return 0;
+    }
     if (installed || installing || event[0] != 'i' || strcmp(event, "import") != 0) return 0;
     PyObject *et, *ev, *tb;
     P.PyErr_Fetch(&et, &ev, &tb);

@@ -53,5 +53,7 @@ extern nf_py_method_def nf_py_compiled_defs[3];
 int nf_py_compiled_init(void);
 /* Whether a compiled NATTEN call is between its begin and end on this thread. */
 bool nf_py_compiled_active(void);
+/* A backend marker ran (eagerly) inside the open compiled call. */
+void nf_py_compiled_note_backend(const char *backend);
 
 #endif

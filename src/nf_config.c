@@ -94,6 +94,7 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     int bad = 0, v;
 
     bad += parse_bool(get, fn, "NAFLOPS_DISABLE", &cfg->disabled);
+    if (cfg->disabled) return bad; /* hook nothing, count nothing, say nothing more */
     bad += parse_bool(get, fn, "NAFLOPS_BACKWARD", &cfg->backward);
     bad += parse_bool(get, fn, "NAFLOPS_WHOLE_MODEL", &cfg->whole_model);
     bad += parse_bool(get, fn, "NAFLOPS_GPU", &cfg->gpu);
@@ -117,6 +118,11 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     if (out != NULL && *out != '\0') {
         if (strlen(out) >= sizeof cfg->output) {
             complain(fn, "NAFLOPS_OUTPUT", out, "a path shorter than 4096 bytes", "no dump");
+            bad++;
+        } else if (out[strlen(out) - 1] == '/') {
+            complain(fn, "NAFLOPS_OUTPUT", out,
+                     "a file path (a folder needs a file name after it, e.g. dir/naflops-%p.json)",
+                     "no dump");
             bad++;
         } else if (!nf_config_pattern_ok(out)) {
             complain(fn, "NAFLOPS_OUTPUT", out, "a path whose only escapes are %p, %r, %h and %%",

@@ -14,16 +14,17 @@
 #include "nf_ledger.h"
 #include "nf_log.h"
 #include "nf_report.h"
+#include "nf_stderr.h"
 
 static nf_config config;
 static bool initialised;
 static char natten_version[64];
 static _Atomic uint64_t uncounted;
-static atomic_bool program_seen;
+static atomic_bool program_seen, natten_seen;
 
 void nf_core_set_natten_version(const char *version) {
     snprintf(natten_version, sizeof natten_version, "%s", version ? version : "");
-    atomic_store(&program_seen, true);
+    atomic_store(&natten_seen, true);
 }
 
 void nf_core_note_program(void) { atomic_store(&program_seen, true); }
@@ -32,16 +33,61 @@ void nf_core_note_uncounted(void) { atomic_fetch_add_explicit(&uncounted, 1, mem
 
 static const char *env(const char *name) { return getenv(name); }
 
+/* A relative NAFLOPS_OUTPUT is taken against the directory the process started in,
+ * once: a program that changes directory does not move its dump. */
+static void anchor_output(nf_config *cfg) {
+    char cwd[NF_PATH_MAX], joined[NF_PATH_MAX];
+    if (cfg->output[0] == '\0' || cfg->output[0] == '/' || getcwd(cwd, sizeof cwd) == NULL) return;
+    /* a '%' in the directory's name is kept literally in the pattern */
+    size_t n = 0;
+    for (const char *c = cwd; *c && n + 2 < sizeof joined; c++) {
+        if (*c == '%') joined[n++] = '%';
+        joined[n++] = *c;
+    }
+    if (n + 1 + strlen(cfg->output) + 1 > sizeof joined) return;
+    joined[n++] = '/';
+    strcpy(joined + n, cfg->output);
+    strcpy(cfg->output, joined);
+}
+
 void nf_core_init(void) {
     if (initialised) return;
+    nf_stderr_remember();
     nf_config_defaults(&config);
     nf_config_parse(&config, env, nf_log_raw_line);
+    anchor_output(&config);
     initialised = true;
 }
 
 const nf_config *nf_core_config(void) {
     if (!initialised) nf_core_init();
     return &config;
+}
+
+/* The pid in a JSON dump's opening lines; -1 when none can be read. */
+static long dump_pid(const char *path) {
+    char head[256];
+    FILE *f = fopen(path, "re");
+    if (f == NULL) return -1;
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    const char *p = strstr(head, "\"pid\": ");
+    return p ? strtol(p + 7, NULL, 10) : -1;
+}
+
+/* An image that follows an exec has the pid of the one before it, which wrote its
+ * dump at the exec: this image writes beside it, to PATH.exec1 (then .exec2, ...),
+ * instead of over it. Returns false when no such name fits. */
+static bool after_exec_path(char *path, size_t len) {
+    if (dump_pid(path) != (long)getpid()) return true;
+    size_t base = strlen(path);
+    for (int i = 1; i < 1000; i++) {
+        if ((size_t)snprintf(path + base, len - base, ".exec%d", i) >= len - base) return false;
+        if (access(path, F_OK) != 0 || dump_pid(path) != (long)getpid()) return true;
+        /* that one is an earlier image's too: try the next */
+    }
+    return false;
 }
 
 typedef struct dump_args {
@@ -63,6 +109,7 @@ static void write_csv(FILE *f, void *arg) {
 /* Dumps, periodic and final, come from one place, one at a time: the writer thread
  * and the exiting thread may both get here. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static char target[NF_PATH_MAX]; /* where this image writes, once it has; guarded by write_lock */
 static atomic_bool finished, said_flush_failed;
 
 /* Writes the dump (and, when final, the summary). A periodic flush that fails says so
@@ -89,19 +136,27 @@ static void write_report(bool final) {
     };
 
     bool dump_failed = false;
-    /* The final dump is written whenever a program we hook (Python with torch or
-     * natten) ends, counted or not: every rank of a job leaves its file. */
-    bool seen = atomic_load(&program_seen);
+    /* The final dump is written, counted or not, by a program that imported natten,
+     * and by every rank of a job (RANK set) that imported torch: each leaves its file
+     * for `naflops merge`. Not by a launcher (torchrun) or a helper without natten. */
+    bool seen = atomic_load(&natten_seen) || (atomic_load(&program_seen) && run.rank != NULL);
     if (cfg->output[0] != '\0' && (n > 0 || (final && (seen || cfg->summary == NF_SUMMARY_ALWAYS)))) {
         char path[NF_PATH_MAX];
         dump_args args = {&run, entries, n};
-        if (nf_config_expand_path(cfg->output, run.pid, run.rank ? run.rank : "norank", host, path,
-                                  sizeof path) != 0) {
+        bool ok = true;
+        if (target[0] != '\0') {
+            strcpy(path, target);
+        } else if (nf_config_expand_path(cfg->output, run.pid, run.rank ? run.rank : "norank", host,
+                                         path, sizeof path) != 0 ||
+                   !after_exec_path(path, sizeof path)) {
             if (final)
                 nf_log("NAFLOPS_OUTPUT='%s' expands to a path that is too long; no dump written",
                        cfg->output);
+            ok = false;
+        }
+        if (!ok) {
             dump_failed = true;
-        } else if (n == 0 && access(path, F_OK) == 0) {
+        } else if (n == 0 && target[0] == '\0' && access(path, F_OK) == 0) {
             /* Nothing counted here, and a file is there already: most likely the
              * dump of the process that did count (a compile worker or data loader
              * sharing its path exits after it). Leave it. */
@@ -114,6 +169,8 @@ static void write_report(bool final) {
                 nf_log_once(&said_flush_failed, "cannot write %s: %s; periodic flushes are off", path,
                             strerror(errno));
             dump_failed = true;
+        } else {
+            strcpy(target, path); /* this image's file, for its later flushes */
         }
     }
     if (final) {
@@ -122,11 +179,19 @@ static void write_report(bool final) {
                    NF_LEDGER_CAPACITY);
         bool print = cfg->summary == NF_SUMMARY_ALWAYS ||
                      ((n > 0 || run.uncounted > 0) && (cfg->summary == NF_SUMMARY_AUTO || dump_failed));
-        if (print) {
-            fflush(stderr);
-            nf_report_table(stderr, &run, entries, n, cfg->units);
-            nf_gpu_report_table(stderr, entries, n); /* nothing when no GPU work was seen */
-            fflush(stderr);
+        if (print) { /* rendered first, then one write to the stderr we started with */
+            char *text = NULL;
+            size_t len = 0;
+            FILE *m = open_memstream(&text, &len);
+            if (m != NULL) {
+                nf_report_table(m, &run, entries, n, cfg->units);
+                nf_gpu_report_table(m, entries, n); /* nothing when no GPU work was seen */
+                if (fclose(m) == 0) {
+                    fflush(stderr);
+                    nf_stderr_write(text, len);
+                }
+                free(text);
+            }
         }
     }
     pthread_mutex_unlock(&write_lock);
@@ -145,6 +210,7 @@ void nf_core_flush(void) {
 void nf_core_after_fork_child(void) {
     /* The parent may have held the lock while forking: this process has one thread. */
     pthread_mutex_init(&write_lock, NULL);
+    target[0] = '\0'; /* the child writes where its own pid and rank say */
     atomic_store(&finished, false);
     nf_ledger_reset();
     atomic_store(&uncounted, 0);

@@ -21,8 +21,9 @@ void nf_core_flush(void);
 /* Forgets the parent's counts in a fork child. */
 void nf_core_after_fork_child(void);
 
-/* The NATTEN version the program imported (reported even when nothing was
- * counted); the program is one the hooks serve (its dump is always written). */
+/* The NATTEN version the program imported (reported, and the dump written, even
+ * when nothing was counted); the program imported torch (a rank of a job then
+ * writes its dump even when it counted nothing). */
 void nf_core_set_natten_version(const char *version);
 void nf_core_note_program(void);
 /* A NATTEN call that ran but could not be counted (the summary says how many). */

@@ -2,19 +2,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nf_core.h"
 #include "nf_log.h"
 
-/* wake: 'T' final report (SIGTERM). ack: the final report is out. */
-static int wake_pipe[2] = {-1, -1}, ack_pipe[2] = {-1, -1};
+/* The writer thread sleeps on a semaphore, not a pipe: no descriptor for a program
+ * that closes every fd above 2 to close or reuse (sem_post is async-signal-safe). */
+static sem_t wake;
+static atomic_bool term_requested, term_done;
 static volatile sig_atomic_t writer_pid; /* process whose writer runs; 0: none */
 static atomic_bool running, said_failed;
 static _Atomic uint64_t ops;
@@ -24,32 +27,35 @@ static struct sigaction previous_term;
 static void *writer_main(void *arg) {
     (void)arg;
     unsigned seconds = nf_core_config()->flush_seconds;
-    int timeout = seconds ? (int)(seconds > 2000000 ? 2000000000u : seconds * 1000u) : -1;
     for (;;) {
-        struct pollfd p = {.fd = wake_pipe[0], .events = POLLIN};
-        int r = poll(&p, 1, timeout);
-        char c = 0;
-        if (r < 0 && errno != EINTR) return NULL;
-        if (r > 0 && read(wake_pipe[0], &c, 1) != 1) return NULL;
-        if (c == 'T') {
+        int r;
+        if (seconds) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += seconds;
+            r = sem_timedwait(&wake, &until);
+        } else {
+            r = sem_wait(&wake);
+        }
+        if (atomic_load(&term_requested)) {
             nf_core_finish();
-            ssize_t w = write(ack_pipe[1], "A", 1);
-            (void)w;
-        } else if (r == 0) { /* NAFLOPS_FLUSH_SECONDS elapsed */
+            atomic_store(&term_done, true);
+        } else if (r != 0 && errno == ETIMEDOUT) { /* NAFLOPS_FLUSH_SECONDS elapsed */
             nf_core_flush();
         }
     }
+    return NULL;
 }
 
-/* SIGTERM: have the writer report (write and poll are async-signal-safe; the report
- * itself runs in the writer's normal context), then die of the signal as before. */
+/* SIGTERM: have the writer report (the report itself runs in the writer's normal
+ * context), wait for it at most 5 s, then die of the signal as before. */
 static void on_term(int sig) {
     int saved = errno;
     if (writer_pid != 0 && writer_pid == getpid()) {
-        ssize_t w = write(wake_pipe[1], "T", 1);
-        if (w == 1) {
-            struct pollfd p = {.fd = ack_pipe[0], .events = POLLIN};
-            poll(&p, 1, 5000); /* never hang the exit on the counter */
+        atomic_store(&term_requested, true);
+        if (sem_post(&wake) == 0) {
+            struct timespec tick = {0, 1000000}; /* 1 ms; nanosleep is async-signal-safe */
+            for (int i = 0; i < 5000 && !atomic_load(&term_done); i++) nanosleep(&tick, NULL);
         }
     }
     sigaction(sig, &previous_term, NULL);
@@ -73,13 +79,6 @@ static void install_term_handler(void) {
     }
 }
 
-static int make_pipe(int fds[2]) {
-    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-    /* a full pipe already holds a wake-up: never block the program on it */
-    fcntl(fds[1], F_SETFL, O_NONBLOCK);
-    return 0;
-}
-
 static void start(void) {
     pthread_mutex_lock(&start_lock);
     if (!atomic_load(&running)) {
@@ -87,7 +86,7 @@ static void start(void) {
         pthread_t t;
         sigset_t all, old;
         sigfillset(&all);
-        if (make_pipe(wake_pipe) == 0 && make_pipe(ack_pipe) == 0) {
+        if (sem_init(&wake, 0, 0) == 0) {
             /* signals go to the program's threads, never to the writer */
             pthread_sigmask(SIG_SETMASK, &all, &old);
             int rc = pthread_create(&t, NULL, writer_main, NULL);
@@ -115,13 +114,11 @@ void nf_flush_counted(void) {
 }
 
 void nf_flush_after_fork_child(void) {
-    for (int i = 0; i < 2; i++) {
-        if (wake_pipe[i] >= 0) close(wake_pipe[i]);
-        if (ack_pipe[i] >= 0) close(ack_pipe[i]);
-        wake_pipe[i] = ack_pipe[i] = -1;
-    }
+    /* The writer thread is not in the child; its semaphore starts afresh. */
     pthread_mutex_init(&start_lock, NULL);
     writer_pid = 0;
+    atomic_store(&term_requested, false);
+    atomic_store(&term_done, false);
     atomic_store(&ops, 0);
     atomic_store(&running, false);
 }

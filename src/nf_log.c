@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nf_stderr.h"
+
 /* One write(2) per line so that lines from several processes do not interleave. */
 static void emit(const char *fmt, va_list ap) {
     char line[1024] = "naflops: ";
@@ -12,8 +14,7 @@ static void emit(const char *fmt, va_list ap) {
     vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     n = strlen(line);
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w;
+    nf_stderr_write(line, n);
 }
 
 void nf_log(const char *fmt, ...) {
@@ -36,6 +37,5 @@ void nf_log_raw_line(const char *line) {
     int n = snprintf(buf, sizeof buf, "%s\n", line);
     if (n < 0) return;
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
-    (void)w;
+    nf_stderr_write(buf, (size_t)n);
 }

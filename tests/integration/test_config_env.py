@@ -96,7 +96,7 @@ def test_json_dump_schema(py021, lib, tmp_path):
     r = run_program(py021, PROGRAM, tmp_path, lib, env={"RANK": "1", "LOCAL_RANK": "1",
                                                          "WORLD_SIZE": "2"})
     d = r.dump
-    assert d["schema"] == "naflops/1" and isinstance(d["pid"], int)
+    assert d["schema"] == "naflops/2" and isinstance(d["pid"], int)
     assert (d["rank"], d["local_rank"], d["world_size"]) == ("1", "1", "2")
     for op in d["ops"]:
         for field in ("op", "pass", "kind", "shape", "kernel_size", "dilation", "is_causal",
@@ -104,7 +104,8 @@ def test_json_dump_schema(py021, lib, tmp_path):
             assert field in op
         assert op["flops"] == 2 * op["macs"] == op["calls"] * op["flops_per_call"]
     t = d["totals"]
-    assert t["flops"] == t["forward_flops"] + t["backward_flops"] == 3 * FWD
+    assert t["flops"] == t["forward_flops"] + t["backward_flops"] == t["model_flops"] == 3 * FWD
+    assert t["recompute_flops"] == t["jvp_flops"] == t["uncounted_calls"] == 0
     assert t["macs"] == t["flops"] // 2
     # no temporary file left beside the dump
     assert [p.name for p in tmp_path.iterdir() if ".tmp." in p.name] == []

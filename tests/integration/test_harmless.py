@@ -1,6 +1,7 @@
 """The preload must change nothing where there is nothing to count: processes that
 are not Python, Python without torch, torch without NATTEN, with LD_BIND_NOW=1 too.
-Same output, same exit status, no message, no dump."""
+Same output, same exit status, no message, no dump (a rank of a job, RANK set, does
+leave an empty one: test_jobs.py)."""
 import subprocess
 import sys
 from pathlib import Path

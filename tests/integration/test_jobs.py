@@ -195,6 +195,40 @@ dist.destroy_process_group()
     assert m["totals"]["calls"] == 6
 
 
+def test_torchrun_rank_without_natten_leaves_a_dump(py017, lib, tmp_path):
+    """A rank that imports torch but not natten still leaves its (empty) dump, so that
+    naflops merge has every rank; the launcher, with no RANK, leaves none."""
+    code = """
+import os, torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+if dist.get_rank() == 0:
+    import natten.functional as F
+    q = torch.randn(1, 2, 16, 8)
+    F.na1d_qk(q, q, 3)
+dist.barrier()
+dist.destroy_process_group()
+"""
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    env = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "rank-%r.json"),
+                    NAFLOPS_SUMMARY="never", NAFLOPS_WHOLE_MODEL="0", OMP_NUM_THREADS="1")
+    r = subprocess.run([py017, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = sorted(p.name for p in tmp_path.glob("rank-*.json"))
+    assert names == ["rank-0.json", "rank-1.json"]
+    one = json.loads((tmp_path / "rank-1.json").read_text())
+    assert one["ops"] == [] and one["natten_version"] is None and one["rank"] == "1"
+    merged = subprocess.run([sys.executable, str(ROOT / "scripts" / "naflops"), "merge",
+                             "-o", "-", *(str(tmp_path / n) for n in names)],
+                            capture_output=True, text=True)
+    assert merged.returncode == 0, merged.stderr
+    m = json.loads(merged.stdout)
+    assert m["ranks"] == ["0", "1"] and m["totals"]["flops"] == qk(3, 1)
+
+
 def test_planted_symlink_not_followed(py017, lib, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

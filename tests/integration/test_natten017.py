@@ -454,12 +454,14 @@ show("deprecated", out, q.grad, k.grad, v.grad)
 """
 
 
-def test_deprecated_aliases_counted_once_as_the_na_ops(py017, lib, tmp_path):
+def test_deprecated_aliases_counted_once_under_the_name_called(py017, lib, tmp_path):
+    """natten2dqk calls na2d_qk: one call, counted under the name the program called
+    (Hugging Face's DiNAT still calls these)."""
     dump = run_twice(py017, lib, program(DEPRECATED, B=B, H=H, D=D), tmp_path).dump
     check_dump(dump)
     assert len(dump["ops"]) == 4
     flops = expected_flops("qk", (6, 7), 3)
-    for op, kind in (("na2d_qk", "qk"), ("na2d_av", "av")):
+    for op, kind in (("natten2dqk", "qk"), ("natten2dav", "av")):
         check_entry(the_op(dump, op, "forward"), kind, 1, flops)
         check_entry(the_op(dump, op, "backward"), kind, 1, 2 * flops)
 

@@ -78,7 +78,9 @@ print(checksum(o), checksum(q.grad))
     assert d["totals"] == {"flops": 3 * f, "macs": 3 * f // 2, "forward_flops": f,
                            "backward_flops": 2 * f, "forward_macs": f // 2,
                            "backward_macs": f, "natten_flops": 3 * f, "other_flops": 0,
-                           "calls": 2}
+                           "jvp_flops": 0, "jvp_macs": 0, "recompute_flops": 0,
+                           "recompute_macs": 0, "model_flops": 3 * f, "model_macs": 3 * f // 2,
+                           "calls": 2, "uncounted_calls": 0}
     # nothing else was counted: the inner generic/backend calls are part of na*d
     assert len(d["ops"]) == 2
     assert "naflops: total" in r.stderr

@@ -145,7 +145,7 @@ static void test_all_together(void **state) {
     (void)state;
     nf_config cfg;
     nf_config_defaults(&cfg);
-    set_var("NAFLOPS_DISABLE", "yes");
+    set_var("NAFLOPS_DISABLE", "no");
     set_var("NAFLOPS_BACKWARD", "off");
     set_var("NAFLOPS_FORMAT", "csv");
     set_var("NAFLOPS_SUMMARY", "never");
@@ -153,7 +153,7 @@ static void test_all_together(void **state) {
     set_var("NAFLOPS_OUTPUT", "out-%r.csv");
     assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 0);
     assert_int_equal(nlines, 0);
-    assert_true(cfg.disabled);
+    assert_false(cfg.disabled);
     assert_false(cfg.backward);
     assert_int_equal(cfg.format, NF_FORMAT_CSV);
     assert_int_equal(cfg.summary, NF_SUMMARY_NEVER);
@@ -213,6 +213,31 @@ static void test_bad_output_too_long(void **state) {
              "bytes); using no dump",
              too_long);
     assert_string_equal(lines[0], want);
+}
+
+static void test_disabled_says_nothing(void **state) {
+    (void)state;
+    /* NAFLOPS_DISABLE=1: nothing is hooked, so nothing else is read or complained of. */
+    nf_config cfg;
+    nf_config_defaults(&cfg);
+    set_var("NAFLOPS_DISABLE", "1");
+    set_var("NAFLOPS_FORMAT", "yaml");
+    set_var("NAFLOPS_OUTPUT", "x%y");
+    assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 0);
+    assert_int_equal(nlines, 0);
+    assert_true(cfg.disabled);
+}
+
+static void test_output_folder(void **state) {
+    (void)state;
+    /* A trailing slash names a folder: one line that says a file name is needed. */
+    nf_config cfg;
+    nf_config_defaults(&cfg);
+    set_var("NAFLOPS_OUTPUT", "runs/");
+    assert_int_equal(nf_config_parse(&cfg, fake_getenv, collect), 1);
+    assert_int_equal(nlines, 1);
+    assert_non_null(strstr(lines[0], "NAFLOPS_OUTPUT='runs/' is not valid (allowed: a file path"));
+    assert_string_equal(cfg.output, "");
 }
 
 static void test_several_bad_values(void **state) {
@@ -376,6 +401,8 @@ int main(void) {
         T(test_bad_output_escape),
         T(test_bad_output_too_long),
         T(test_several_bad_values),
+        T(test_disabled_says_nothing),
+        T(test_output_folder),
         T(test_no_complain_callback),
         T(test_expand_path),
         T(test_expand_path_overflow),
