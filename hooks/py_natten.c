@@ -74,19 +74,19 @@ static PyObject *call1(PyObject *fn, PyObject *a) {
 
 /* Reading a tensor's shape, dtype or grad_fn goes through __torch_function__ when a
  * TorchFunctionMode is active or the tensor is a subclass: the program's mode would
- * see the counter's reads. Those reads then run with torch function disabled. */
-static PyObject *guard_enter(PyObject *tensor) {
-    bool needed = false;
-    PyObject *type = P.PyObject_Type(tensor);
-    if (type != NULL) {
-        needed = type != torch_.tensor_type;
-        P.Py_DecRef(type);
-    }
-    if (!needed && torch_.mode_enabled != NULL) {
-        PyObject *on = call0(torch_.mode_enabled);
-        needed = on == P.True;
-        if (on) P.Py_DecRef(on);
-    }
+ * see the counter's reads. Those reads then run with torch function disabled.
+ * needs_guard decides once per call; guard_enter/leave bracket each group of reads. */
+static bool needs_guard(PyObject *type) {
+    if (type != torch_.tensor_type) return true;
+    if (torch_.mode_enabled == NULL) return false;
+    PyObject *on = call0(torch_.mode_enabled);
+    bool needed = on == P.True;
+    if (on) P.Py_DecRef(on);
+    else P.PyErr_Clear();
+    return needed;
+}
+
+static PyObject *guard_enter(bool needed) {
     if (!needed || torch_.disable_tf == NULL) return NULL;
     PyObject *ctx = call0(torch_.disable_tf);
     PyObject *r = ctx ? P.PyObject_CallMethodObjArgs(ctx, s_enter, NULL) : NULL;
@@ -110,14 +110,11 @@ static void guard_leave(PyObject *ctx) {
     P.PyErr_Restore(et, ev, tb);
 }
 
-/* Tensors that do no work: FakeTensorMode's and functionalization's (tracing, export)
- * and meta tensors. Plain tensors are told apart by their exact type, for free. */
-static bool does_no_work(PyObject *tensor) {
-    PyObject *type = P.PyObject_Type(tensor);
-    if (type == NULL || type == torch_.tensor_type) {
-        if (type) P.Py_DecRef(type);
-        return false;
-    }
+/* Tensors that do no work: FakeTensorMode's and functionalization's (tracing, export);
+ * meta tensors are told by their device. Plain tensors are told apart by their exact
+ * type, for free. */
+static bool does_no_work(PyObject *type) {
+    if (type == torch_.tensor_type) return false;
     bool none = false;
     PyObject *name = P.PyObject_GetAttr(type, s_name);
     if (name != NULL) {
@@ -125,7 +122,6 @@ static bool does_no_work(PyObject *tensor) {
                P.PyUnicode_CompareWithASCIIString(name, "FunctionalTensor") == 0;
         P.Py_DecRef(name);
     }
-    P.Py_DecRef(type);
     P.PyErr_Clear();
     return none;
 }
@@ -408,14 +404,20 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     nf_argv a;
     argv_of(w, args, &a);
     PyObject *first = a.v[w->target->kind == NF_KIND_AV ? NF_ROLE_ATTN : NF_ROLE_QUERY];
-    if (first != NULL && does_no_work(first)) return call_original(w, args);
+    bool guarded = false;
+    if (first != NULL) {
+        PyObject *type = P.PyObject_Type(first);
+        bool idle = type != NULL && does_no_work(type);
+        guarded = type != NULL && needs_guard(type);
+        if (type) P.Py_DecRef(type);
+        if (idle) return call_original(w, args);
+    }
 
     /* Read the arguments first (no side effects), count only once the call succeeded:
      * a call NATTEN rejects is not counted and its exception reaches the program. */
     nf_key key;
-    PyObject *guard = first ? guard_enter(first) : NULL;
+    PyObject *guard = guard_enter(guarded);
     bool readable = first != NULL && nf_args_key(w->target, w->op, version_id, &a, &key) == 0;
-    if (readable) key.pass = nf_py_forward_pass();
     guard_leave(guard);
     P.PyErr_Clear(); /* no error is set on entry to a call */
 
@@ -430,7 +432,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     uint16_t backend = frame.backend;
     frame = saved;
     if (result == NULL) {
-        if (readable && key.pass == NF_PASS_RECOMPUTE && stopped_recomputation())
+        if (readable && stopped_recomputation() && (key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE)
             nf_py_count(w, &key, backend, NULL, 0);
         return NULL;
     }
@@ -439,8 +441,12 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
         return result;
     }
     PyObject *outs[4];
-    guard = guard_enter(first);
-    int n = nf_core_config()->backward ? grad_outputs(result, outs, 4) : 0;
+    guard = guard_enter(guarded);
+    int n = grad_outputs(result, outs, 4);
+    /* A forward the autograd engine runs is checkpointing's recompute; it has outputs
+     * that need gradients (the recomputed graph is what the backward uses). */
+    key.pass = n > 0 ? nf_py_forward_pass() : NF_PASS_FORWARD;
+    if (!nf_core_config()->backward) n = 0;
     if (nf_py_count(w, &key, backend, outs, n) && in_jvp(&a)) {
         key.pass = NF_PASS_JVP;
         nf_py_count(w, &key, backend, NULL, 0);
