@@ -68,6 +68,7 @@ typedef struct nf_py_method_def {
     X(int, PyDict_SetItem, (PyObject *, PyObject *, PyObject *), true)                       \
     X(int, PyDict_SetItemString, (PyObject *, const char *, PyObject *), true)               \
     X(PyObject *, PyDict_GetItemString, (PyObject *, const char *), true)                    \
+    X(PyObject *, PyDict_GetItem, (PyObject *, PyObject *), true)                            \
     X(PyObject *, PyList_New, (Py_ssize_t), true)                                            \
     X(int, PyList_Append, (PyObject *, PyObject *), true)                                    \
     X(PyObject *, PyCapsule_New, (void *, const char *, void (*)(PyObject *)), true)         \

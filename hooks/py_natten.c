@@ -51,7 +51,8 @@ static struct {
     PyObject *multi_grad_hook;   /* torch.autograd.graph.register_multi_grad_hook */
     PyObject *hook_factory;      /* bootstrap: backward_hook(order) -> function */
     PyObject *nested_parts;      /* bootstrap: nested_parts(args) -> [args per component] */
-    PyObject *forward_ad;        /* torch.autograd.forward_ad (its _current_level) */
+    PyObject *forward_ad;        /* torch.autograd.forward_ad's __dict__ (its _current_level) */
+    PyObject *minus_one;         /* -1: _current_level with no dual level open */
     PyObject *has_tangent;       /* bootstrap: has_tangent(*tensors) -> bool */
 } torch_;
 
@@ -367,9 +368,10 @@ static bool in_jvp(const nf_argv *a) {
     static PyObject *s_level;
     if (torch_.forward_ad == NULL || torch_.has_tangent == NULL) return false;
     if (s_level == NULL && (s_level = P.PyUnicode_InternFromString("_current_level")) == NULL) return false;
-    PyObject *level = P.PyObject_GetAttr(torch_.forward_ad, s_level);
-    long long l = level ? P.PyLong_AsLongLong(level) : -1;
-    if (level) P.Py_DecRef(level);
+    /* the module's dict, borrowed: no dual level open is the cached int -1, by identity */
+    PyObject *level = P.PyDict_GetItem(torch_.forward_ad, s_level);
+    if (level == NULL || level == torch_.minus_one) return false;
+    long long l = P.PyLong_AsLongLong(level);
     P.PyErr_Clear();
     if (l < 0) return false;
     PyObject *ts[4] = {a->v[NF_ROLE_QUERY], a->v[NF_ROLE_ATTN], a->v[NF_ROLE_KEY], a->v[NF_ROLE_VALUE]};
@@ -553,7 +555,10 @@ static PyObject *py_set_torch(PyObject *self, PyObject *const *args, Py_ssize_t 
     P.Py_IncRef(args[4]);
     torch_.has_tangent = args[4];
     PyObject *autograd = P.PyObject_GetAttrString(torch, "autograd");
-    torch_.forward_ad = autograd ? P.PyObject_GetAttrString(autograd, "forward_ad") : NULL;
+    PyObject *fwad = autograd ? P.PyObject_GetAttrString(autograd, "forward_ad") : NULL;
+    torch_.forward_ad = fwad ? P.PyObject_GetAttrString(fwad, "__dict__") : NULL;
+    torch_.minus_one = P.PyLong_FromLong(-1);
+    if (fwad) P.Py_DecRef(fwad);
     if (autograd) P.Py_DecRef(autograd);
     P.PyErr_Clear();
     if (args[2] != P.None) {
