@@ -6,7 +6,8 @@
  * output buffer (0..4097, so too-small buffers are tried). getenv is a table lookup.
  *
  * Checked beyond ASan/UBSan: the parsed config holds only allowed values, OUTPUT is
- * kept exactly when it is valid, every complaint is one bounded line naming its
+ * kept exactly when it is valid (a file path: no trailing '/'; nothing is kept or said
+ * once NAFLOPS_DISABLE is on), every complaint is one bounded line naming its
  * variable, and the expansion equals a plain reference expansion (or fails exactly
  * when that does not fit or the pattern is bad), writing nothing past the buffer.
  *
@@ -102,10 +103,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(cfg.flush_seconds <= NF_FLUSH_MAX && cfg.flush_ops <= NF_FLUSH_MAX);
     CHECK(memchr(cfg.output, '\0', sizeof cfg.output) != NULL);
     const char *out = values[NVARS - 1];
-    if (out != NULL && strlen(out) < sizeof cfg.output && nf_config_pattern_ok(out))
+    if (cfg.disabled) {
+        /* NAFLOPS_DISABLE=1: nothing else is read, nothing more is said */
+        CHECK(bad <= 1 && cfg.output[0] == '\0');
+    } else if (out != NULL && *out && strlen(out) < sizeof cfg.output && nf_config_pattern_ok(out) &&
+               out[strlen(out) - 1] != '/') {
         CHECK(strcmp(cfg.output, out) == 0);
-    else
+    } else {
         CHECK(cfg.output[0] == '\0');
+    }
 
     /* Expand the parsed pattern, or the raw value when it was refused. */
     const char *pattern = cfg.output[0] ? cfg.output : (out ? out : "");
