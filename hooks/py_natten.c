@@ -434,8 +434,13 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     uint16_t backend = frame.backend;
     frame = saved;
     if (result == NULL) {
-        if (readable && stopped_recomputation() && (key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE)
-            nf_py_count(w, &key, backend, NULL, 0);
+        if (readable && stopped_recomputation()) {
+            /* the work was done; the exception stays the program's (held meanwhile) */
+            PyObject *et, *ev, *tb;
+            P.PyErr_Fetch(&et, &ev, &tb);
+            if ((key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE) nf_py_count(w, &key, backend, NULL, 0);
+            P.PyErr_Restore(et, ev, tb);
+        }
         return NULL;
     }
     if (!readable) {
