@@ -373,11 +373,12 @@ print(json.dumps(out))
 """
 
 
-def test_natten017_unfused(py017, lib, tmp_path):
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_natten017_unfused(py017, lib, tmp_path, backend):
     """NATTEN 0.17's unfused ops (autograd Functions over libnatten's CPU kernels):
     Dynamo breaks at each libnatten call, plain and preloaded alike; every run is
     counted once, forward and backward, through AOTAutograd's compiled backward."""
-    record, pre = run_both(py017, UNFUSED017, tmp_path, lib, args=("aot_eager",))
+    record, pre = run_both(py017, UNFUSED017, tmp_path, lib, args=(backend,))
     assert record["explain"][1] > 0
     rows = {(o["op"], o["pass"], o["kernel_size"][0]): o["calls"] for o in pre.dump["ops"]}
     assert rows == {(op, p, k): (n + (1 if k == 3 and p == "forward" else 0))
