@@ -109,6 +109,8 @@ def _naflops_install(_c):
             wrapped = dress(original, index)
             if wrapped is not None:
                 setattr(module, function, wrapped)
+            else:  # a signature the wrapper cannot mirror (*args, **kwargs): said once
+                _c["failed"]("%s.%s: its signature cannot be mirrored" % (module.__name__, function))
 
     def _is_function(f):
         return type(f).__name__ == "function" and hasattr(f, "__code__")
