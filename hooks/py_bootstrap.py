@@ -1,9 +1,11 @@
 # Run once by libnaflops.so, inside the first "import" audit event for a natten
-# module (or for torch, when the whole model is counted). `_c` holds the C side:
+# module or for torch. `_c` holds the C side:
 #   targets() -> {module: [(function, index)]}
 #   make(original, index, parameter_names, n_positional) -> (hot, token, roles) or None
 #   begin(token, *described_args), mark(token), end(token, *grad_outputs): the
-#       compiled path (below); set_torch(torch): the torch objects C needs;
+#       compiled path (below); backward(order): a backward pass of an entry;
+#   set_torch(torch, backward_hook, multi_grad_hook, nested_parts, has_tangent): what
+#       C needs from torch and from here;
 #   set_version(str), failed(str), finish(), torch_ready(version).
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
@@ -102,20 +104,22 @@ def _naflops_install(_c):
             state["version"] = natten_version()
             _c["set_version"](state["version"])
         set_torch()
+        paths = (compiling(), reorderable())  # the same for every function
         for function, index in rows:
             original = module.__dict__.get(function)
             if not _is_function(original):
                 continue
-            wrapped = dress(original, index)
+            wrapped = dress(original, index, *paths)
             if wrapped is not None:
                 setattr(module, function, wrapped)
             else:  # a signature the wrapper cannot mirror (*args, **kwargs): said once
                 _c["failed"]("%s.%s: its signature cannot be mirrored" % (module.__name__, function))
 
     def _is_function(f):
-        return type(f).__name__ == "function" and hasattr(f, "__code__")
+        """A plain function, and not one of our wrappers (a module run again)."""
+        return type(f).__name__ == "function" and "_naflops_hot" not in getattr(f, "__globals__", {})
 
-    def dress(original, index):
+    def dress(original, index, is_compiling, can_reorder):
         """A real function with original's signature whose body calls C."""
         import inspect
 
@@ -145,7 +149,7 @@ def _naflops_install(_c):
         # The compiled path, traced by Dynamo only. The token and roles are literals
         # in this function's own code: a value passed in would be a frame input
         # that Dynamo may make symbolic, which its logging calls refuse.
-        if not reorderable():  # torch < 2.3: Dynamo would break the graph at our calls
+        if not can_reorder:  # torch < 2.3: Dynamo would break the graph at our calls
             compiled = ("        return _naflops_original(%s)" % call,)
         elif roles is None:  # a backend marker
             compiled = ("        _naflops_mark(%d)" % token,
@@ -174,7 +178,7 @@ def _naflops_install(_c):
         fn_code = fn_code.replace(**replace)
         scope = {  # no __name__: Dynamo would import a module by that name
             "__builtins__": __builtins__,
-            "_naflops_compiling": compiling(),
+            "_naflops_compiling": is_compiling,
             "_naflops_describe": describe,
             "_naflops_grads": grads,
             "_naflops_begin": begin,

@@ -53,19 +53,27 @@ static struct {
     PyObject *nested_parts;      /* bootstrap: nested_parts(args) -> [args per component] */
     PyObject *forward_ad;        /* torch.autograd.forward_ad's __dict__ (its _current_level) */
     PyObject *minus_one;         /* -1: _current_level with no dual level open */
-    PyObject *has_tangent;       /* bootstrap: has_tangent(*tensors) -> bool */
+    PyObject *has_tangent;       /* bootstrap: has_tangent(tensor) -> bool */
 } torch_;
 
 static PyObject *call0(PyObject *fn) {
     return P.PyObject_Vectorcall ? P.PyObject_Vectorcall(fn, NULL, 0, NULL) : P.PyObject_CallObject(fn, NULL);
 }
 
+/* A new tuple of n borrowed objects (each given a reference), or NULL. */
+static PyObject *tuple_of(PyObject *const *items, Py_ssize_t n) {
+    PyObject *t = P.PyTuple_New(n);
+    for (Py_ssize_t i = 0; t != NULL && i < n; i++) {
+        P.Py_IncRef(items[i]);
+        P.PyTuple_SetItem(t, i, items[i]);
+    }
+    return t;
+}
+
 static PyObject *call1(PyObject *fn, PyObject *a) {
     if (P.PyObject_Vectorcall) return P.PyObject_Vectorcall(fn, &a, 1, NULL);
-    PyObject *t = P.PyTuple_New(1), *r = NULL;
+    PyObject *t = tuple_of(&a, 1), *r = NULL;
     if (t == NULL) return NULL;
-    P.Py_IncRef(a);
-    P.PyTuple_SetItem(t, 0, a);
     r = P.PyObject_CallObject(fn, t);
     P.Py_DecRef(t);
     return r;
@@ -195,13 +203,11 @@ static bool hook_outputs(PyObject *const *outs, int n, PyObject *hook) {
     if (shared && node != NULL) {
         handle = P.PyObject_CallMethodObjArgs(node, s_register_hook, hook, NULL);
     } else if (torch_.multi_grad_hook != NULL) {
-        PyObject *list = P.PyTuple_New(n);
-        for (int i = 0; list && i < n; i++) {
-            P.Py_IncRef(outs[i]);
-            P.PyTuple_SetItem(list, i, outs[i]);
+        PyObject *list = tuple_of(outs, n);
+        if (list) {
+            handle = P.PyObject_CallFunctionObjArgs(torch_.multi_grad_hook, list, hook, NULL);
+            P.Py_DecRef(list);
         }
-        if (list) handle = P.PyObject_CallFunctionObjArgs(torch_.multi_grad_hook, list, hook, NULL);
-        if (list) P.Py_DecRef(list);
     }
     if (node) P.Py_DecRef(node);
     if (handle) P.Py_DecRef(handle);
@@ -279,24 +285,25 @@ static const char *why_unreadable(const nf_argv *a, const nf_wrap *w) {
 
 /* ------------------------------------------------------------ the wrapper */
 
-static PyObject *call_original(const nf_wrap *w, PyObject *const *args) {
-    Py_ssize_t nkw = w->nparams - w->npos;
-    if (P.PyObject_Vectorcall != NULL)
-        return P.PyObject_Vectorcall(w->original, args, (size_t)w->npos, nkw > 0 ? w->kwnames : NULL);
+/* Calls fn with npos positional arguments, then the values of kwnames (or NULL). */
+static PyObject *call_vector(PyObject *fn, PyObject *const *args, Py_ssize_t npos, PyObject *kwnames) {
+    if (P.PyObject_Vectorcall != NULL) return P.PyObject_Vectorcall(fn, args, (size_t)npos, kwnames);
     /* CPython without an exported vectorcall: build a tuple and a dict. */
-    PyObject *tuple = P.PyTuple_New(w->npos), *kwargs = NULL, *r = NULL;
+    Py_ssize_t nkw = kwnames ? P.PyTuple_Size(kwnames) : 0;
+    PyObject *tuple = tuple_of(args, npos), *kwargs = NULL, *r = NULL;
     if (tuple == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < w->npos; i++) {
-        P.Py_IncRef(args[i]);
-        P.PyTuple_SetItem(tuple, i, args[i]);
-    }
     if (nkw > 0 && (kwargs = P.PyDict_New()) != NULL)
         for (Py_ssize_t j = 0; j < nkw; j++)
-            P.PyDict_SetItem(kwargs, P.PyTuple_GetItem(w->kwnames, j), args[w->npos + j]);
-    if (nkw == 0 || kwargs != NULL) r = P.PyObject_Call(w->original, tuple, kwargs);
+            P.PyDict_SetItem(kwargs, P.PyTuple_GetItem(kwnames, j), args[npos + j]);
+    if (nkw == 0 || kwargs != NULL) r = P.PyObject_Call(fn, tuple, kwargs);
     P.Py_DecRef(tuple);
     if (kwargs) P.Py_DecRef(kwargs);
     return r;
+}
+
+/* The original, with every parameter bound: keyword-only ones by keyword. */
+static PyObject *call_original(const nf_wrap *w, PyObject *const *args) {
+    return call_vector(w->original, args, w->npos, w->nparams > w->npos ? w->kwnames : NULL);
 }
 
 static void argv_of(const nf_wrap *w, PyObject *const *args, nf_argv *a) {
@@ -307,20 +314,17 @@ static void argv_of(const nf_wrap *w, PyObject *const *args, nf_argv *a) {
     }
 }
 
-/* Whether an exception is torch.utils.checkpoint's early stop: raised from a
+/* Whether an exception type is torch.utils.checkpoint's early stop: raised from a
  * saved-tensor hook inside the op once the recomputation has what it needs, so the
- * op's work was done. */
-static bool stopped_recomputation(void) {
-    PyObject *et, *ev, *tb;
-    P.PyErr_Fetch(&et, &ev, &tb);
+ * op's work was done. Call with no exception set. */
+static bool is_stop_recomputation(PyObject *type) {
     bool stop = false;
-    PyObject *name = et ? P.PyObject_GetAttr(et, s_name) : NULL;
+    PyObject *name = type ? P.PyObject_GetAttr(type, s_name) : NULL;
     if (name) {
         stop = P.PyUnicode_CompareWithASCIIString(name, "_StopRecomputationError") == 0;
         P.Py_DecRef(name);
     }
     P.PyErr_Clear();
-    P.PyErr_Restore(et, ev, tb);
     return stop;
 }
 
@@ -330,12 +334,8 @@ static bool stopped_recomputation(void) {
  * component could not be read. */
 static bool count_nested(const nf_wrap *w, PyObject *const *args) {
     if (torch_.nested_parts == NULL) return false;
-    PyObject *tuple = P.PyTuple_New(w->nparams);
+    PyObject *tuple = tuple_of(args, w->nparams);
     if (tuple == NULL) return false;
-    for (int i = 0; i < w->nparams; i++) {
-        P.Py_IncRef(args[i]);
-        P.PyTuple_SetItem(tuple, i, args[i]);
-    }
     PyObject *parts = call1(torch_.nested_parts, tuple);
     P.Py_DecRef(tuple);
     bool ok = parts != NULL && parts != P.None;
@@ -363,7 +363,7 @@ static bool count_nested(const nf_wrap *w, PyObject *const *args) {
 }
 
 /* Whether the call ran NATTEN's jvp too: a forward-mode AD level is open and one of
- * its tensors carries a tangent (the level is read first: one attribute read). */
+ * its tensors carries a tangent (the level is read first: one dict lookup). */
 static bool in_jvp(const nf_argv *a) {
     static PyObject *s_level;
     if (torch_.forward_ad == NULL || torch_.has_tangent == NULL) return false;
@@ -391,7 +391,8 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     nf_wrap *w = P.PyCapsule_GetPointer(self, "naflops.wrap");
     Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
     if (w == NULL) return NULL;
-    if (nargs != w->nparams || kwnames != NULL) return call_original(w, args); /* cannot happen */
+    if (nargs != w->nparams || kwnames != NULL) /* not the generated function's call: pass on */
+        return call_vector(w->original, args, nargs, kwnames);
 
     if (w->target->backend != NULL || frame.depth > 0 || nf_py_compiled_active()) {
         /* A backend marker, or a NATTEN call inside a counted op (eager, or compiled
@@ -434,11 +435,11 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     uint16_t backend = frame.backend;
     frame = saved;
     if (result == NULL) {
-        if (readable && stopped_recomputation()) {
-            /* the work was done; the exception stays the program's (held meanwhile) */
+        if (readable) { /* the program's exception is held meanwhile, then handed back */
             PyObject *et, *ev, *tb;
             P.PyErr_Fetch(&et, &ev, &tb);
-            if ((key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE) nf_py_count(w, &key, backend, NULL, 0);
+            if (is_stop_recomputation(et) && (key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE)
+                nf_py_count(w, &key, backend, NULL, 0);
             P.PyErr_Restore(et, ev, tb);
         }
         return NULL;
@@ -453,7 +454,6 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     /* A forward the autograd engine runs is checkpointing's recompute; it has outputs
      * that need gradients (the recomputed graph is what the backward uses). */
     key.pass = n > 0 ? nf_py_forward_pass() : NF_PASS_FORWARD;
-    if (!nf_core_config()->backward) n = 0;
     if (nf_py_count(w, &key, backend, outs, n) && in_jvp(&a)) {
         key.pass = NF_PASS_JVP;
         nf_py_count(w, &key, backend, NULL, 0);

@@ -30,6 +30,16 @@ B, S, HEADS, D = 2, 8, 2, 16
 RUNS = ((3, 1), (5, 3), (7, 7))  # (kernel, compiled invocations)
 
 
+# What torch._dynamo.explain saw, as the programs print it (plain and preloaded alike).
+EXPLAIN = """\
+def explain(m, x):
+    ex = torch._dynamo.explain(m)(x)
+    torch._dynamo.reset()
+    return [ex.graph_count, ex.graph_break_count, ex.op_count,
+            sorted(str(r.reason).splitlines()[0] for r in ex.break_reasons)]
+"""
+
+
 def na_flops(k, batch=B):
     return 4 * batch * HEADS * S * S * k * k * D
 
@@ -60,6 +70,8 @@ class Block(torch.nn.Module):
         return self.proj(o.reshape(b, h, w, c))
 
 
+{EXPLAIN}
+
 def digest(*tensors):
     h = hashlib.sha256()
     for t in tensors:
@@ -74,10 +86,7 @@ with warnings.catch_warnings(record=True) as caught:
     for k, n in {RUNS}:
         m = Block(k)
         if k == 3:
-            ex = torch._dynamo.explain(m)(x)
-            out["explain"] = [ex.graph_count, ex.graph_break_count, ex.op_count,
-                              sorted(str(r.reason).splitlines()[0] for r in ex.break_reasons)]
-            torch._dynamo.reset()
+            out["explain"] = explain(m, x)
         cm = torch.compile(m, backend=BACKEND, fullgraph=FULLGRAPH)
         for i in range(n):
             if TRAIN:
@@ -126,7 +135,7 @@ def check_counts(dump, train, op="na2d", explain_runs=1):
 def test_standin_fullgraph(py021, lib, tmp_path, backend):
     """The GPU path's shape: no graph break plain, none preloaded, fullgraph=True
     holds, and every compiled run is counted, forward and backward."""
-    code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS)
+    code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS, EXPLAIN=EXPLAIN)
     record, pre = run_both(py021, code, tmp_path, lib, args=(backend, "1", "1"),
                            env={"PYTHONPATH": STANDIN})
     assert record["explain"][:2] == [1, 0]
@@ -141,7 +150,7 @@ def test_flex(py021, lib, tmp_path, backend, train):
     Not inductor: it lowers Flex on the CPU for inference without the log-sum-exp
     only, and NATTEN asks for it, so it fails plain ("torch.compile on CPU only
     supports inference and `return_lse` is not supported yet")."""
-    code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS)
+    code = PROGRAM.format(B=B, S=S, HEADS=HEADS, D=D, RUNS=RUNS, EXPLAIN=EXPLAIN)
     record, pre = run_both(py021, code, tmp_path, lib, args=(backend, "1" if train else "0", "0"))
     assert record["explain"][1] > 0  # Flex breaks on the CPU, plain too
     check_counts(pre.dump, train=train)
@@ -337,6 +346,7 @@ import natten.functional as F
 warnings.simplefilter("ignore")
 torch.manual_seed(0)
 torch.set_num_threads(1)
+""" + EXPLAIN + """
 
 
 class Block(torch.nn.Module):
@@ -359,10 +369,7 @@ x = torch.randn(2, 8, 8, 16)
 for k, n in ((3, 1), (5, 3)):
     m = Block(k)
     if k == 3:
-        ex = torch._dynamo.explain(m)(x)
-        out["explain"] = [ex.graph_count, ex.graph_break_count, ex.op_count,
-                          sorted(str(r.reason).splitlines()[0] for r in ex.break_reasons)]
-        torch._dynamo.reset()
+        out["explain"] = explain(m, x)
     cm = torch.compile(m, backend=sys.argv[1])
     for i in range(n):
         y = cm(x)
