@@ -138,6 +138,7 @@ install: $(LIB)
 	for so in $(wildcard $(BUILD)/naflops-torch-*.so); do \
 	  install -m 0755 "$$so" $(DESTDIR)$(PREFIX)/lib/; done
 	install -m 0755 scripts/naflops $(DESTDIR)$(PREFIX)/bin/naflops
+	install -m 0644 scripts/naflops_html.py $(DESTDIR)$(PREFIX)/bin/naflops_html.py
 
 clean:
 	rm -rf $(BUILD)
