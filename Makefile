@@ -69,6 +69,11 @@ CUPTI_TESTS := $(BUILD)/unit/test_cupti_metrics $(BUILD)/unit-asan/test_cupti_me
 $(CUPTI_TESTS): UNIT_EXTRA = hooks/cupti_metrics.c $(CUPTI_CFLAGS) -ldl
 $(CUPTI_TESTS): hooks/cupti_metrics.c hooks/cupti_metrics.h
 
+# test_natten_release also builds the target table and release classifier.
+RELEASE_TESTS := $(BUILD)/unit/test_natten_release $(BUILD)/unit-asan/test_natten_release
+$(RELEASE_TESTS): UNIT_EXTRA = hooks/natten_release.c hooks/natten_targets.c
+$(RELEASE_TESTS): hooks/natten_release.c hooks/natten_release.h hooks/natten_targets.c hooks/natten_targets.h
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 

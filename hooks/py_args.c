@@ -24,7 +24,7 @@ static int read_int_seq(PyObject *seq, int64_t *out, int max, uint8_t *len) {
     return 0;
 }
 
-static int read_shape(PyObject *tensor, int64_t *out, uint8_t *rank) {
+int nf_args_shape(PyObject *tensor, int64_t *out, uint8_t *rank) {
     PyObject *shape = P.PyObject_GetAttr(tensor, nf_s_shape);
     if (shape == NULL) return -1;
     int rc = -1;
@@ -184,7 +184,7 @@ static int shape_of(const nf_argv *a, nf_role r, int64_t *out, uint8_t *rank) {
         memcpy(out, a->d[r]->shape, sizeof(int64_t) * a->d[r]->rank);
         return 0;
     }
-    return a->v[r] != NULL ? read_shape(a->v[r], out, rank) : -1;
+    return a->v[r] != NULL ? nf_args_shape(a->v[r], out, rank) : -1;
 }
 
 static bool present(const nf_argv *a, nf_role r) { return a->v[r] != NULL || a->d[r] != NULL; }
@@ -269,6 +269,11 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
                                             : -1;
         if (extra >= 0 && read_extra(a, (nf_role)extra, (nf_layout)t->layout, &p->extra_kv) != 0) return -1;
     }
+    int agreed = 0;
+    /* AV: the attention weights already hold the window (plus the extra tokens) for
+     * every query, whatever convention the arguments follow. */
+    if (t->kind == NF_KIND_AV && p->q_rank == p->na_dim + 3)
+        agreed = nf_args_window_check(p, p->q_shape[p->q_rank - 1]);
     if (a->d[first] != NULL) {
         key->dtype = nf_args_dtype_id(a->d[first]->dtype);
         key->device = nf_args_device_id(a->d[first]->device);
@@ -276,7 +281,21 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
         key->dtype = dtype_id(a->v[first]);
         key->device = device_id(a->v[first]);
     }
-    return 0;
+    return agreed;
+}
+
+int nf_args_window_check(nf_problem *p, int64_t last_dim) {
+    int64_t window = last_dim - p->extra_kv;
+    nf_u128 kernel = 1;
+    for (int i = 0; i < p->na_dim; i++) {
+        if (p->kernel[i] < 0) return 0;
+        kernel *= (nf_u128)p->kernel[i];
+    }
+    if (window <= 0 || kernel == (nf_u128)window) return 0;
+    /* The per-dim window is not known, only its size: counted as window x 1 x 1. */
+    p->kernel[0] = window;
+    for (int i = 1; i < p->na_dim; i++) p->kernel[i] = 1;
+    return 1;
 }
 
 PyObject *nf_s_shape, *nf_s_dtype, *nf_s_device, *nf_s_is_cpu, *nf_s_tolist;

@@ -29,8 +29,18 @@ typedef struct nf_argv {
 
 /* Fills key (pass forward) for a call of target t; -1 where the arguments cannot be
  * read (a Python error may be set: the caller clears it). op and version are the
- * interned op name and NATTEN version. */
+ * interned op name and NATTEN version. 1: read, but an AV call's attention weights
+ * disagreed with the kernel size its arguments give; the key counts the tensor's
+ * window (nf_args_window_check). */
 int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv *a, nf_key *key);
+
+/* Where the last dim of a tensor that holds one entry per key (AV's attention weights,
+ * QK's output) disagrees with the key's kernel, sets the kernel to that window (as
+ * window x 1 x ...: only its size is known) and returns 1; else 0. */
+int nf_args_window_check(nf_problem *p, int64_t last_dim);
+
+/* A tensor's shape (at most NF_MAX_RANK dims); -1 otherwise (an error may be set). */
+int nf_args_shape(PyObject *tensor, int64_t *out, uint8_t *rank);
 
 /* Interned name of a torch.dtype / torch.device object. */
 uint16_t nf_args_dtype_id(PyObject *dtype);

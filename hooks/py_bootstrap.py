@@ -6,7 +6,9 @@
 #       compiled path (below); backward(order): a backward pass of an entry;
 #   set_torch(torch, backward_hook, multi_grad_hook, nested_parts, has_tangent): what
 #       C needs from torch and from here;
-#   set_version(str), failed(str), finish(), torch_ready(version).
+#   set_version(str), failed(str), finish(), torch_ready(version),
+#   natten_ready(version): natten has finished importing (says a release the
+#       target table does not know).
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
 # executing, before any sibling can copy its functions with `from m import f`
@@ -36,6 +38,7 @@ def _naflops_install(_c):
     begin, mark, end, backward = _c["begin"], _c["mark"], _c["end"], _c["backward"]
     ours = (begin, mark, end, backward)
     state = {"version": None, "torch": False}
+    wrapped = {}  # id(original) -> (original, wrapper)
     dynamo_config = "torch._dynamo.config"
     dynamo_misc = "torch._dynamo.variables.misc"
     export_trace = "torch.export._trace"
@@ -107,13 +110,44 @@ def _naflops_install(_c):
         paths = (compiling(), reorderable())  # the same for every function
         for function, index in rows:
             original = module.__dict__.get(function)
+            if id(original) in wrapped and wrapped[id(original)][0] is original:
+                # another name for a function already wrapped (0.15: natten1dqk = na1d_qk)
+                setattr(module, function, wrapped[id(original)][1])
+                continue
             if not _is_function(original):
                 continue
-            wrapped = dress(original, index, *paths)
-            if wrapped is not None:
-                setattr(module, function, wrapped)
+            fn = dress(original, index, *paths)
+            if fn is not None:
+                wrapped[id(original)] = (original, fn)
+                setattr(module, function, fn)
             else:  # a signature the wrapper cannot mirror (*args, **kwargs): said once
                 _c["failed"]("%s.%s: its signature cannot be mirrored" % (module.__name__, function))
+        rebind_aliases()
+
+    def rebind_aliases():
+        """Every other name a loaded natten module binds to a wrapped original (an
+        alias the table does not list, a copy taken before the wrap) gets the wrapper,
+        so that a call through any name is counted and `a is b` holds as it did."""
+        for name, module in list(sys.modules.items()):
+            if name != "natten" and not name.startswith("natten."):
+                continue
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for attr, value in list(namespace.items()):
+                found = wrapped.get(id(value))
+                if found is not None and found[0] is value:
+                    namespace[attr] = found[1]
+
+    def natten_ready(module):
+        """natten has finished importing: its version is known whether or not any
+        entry point was wrapped, and a release the table does not know is said."""
+        version = state["version"] or natten_version() or str(getattr(module, "__version__", "") or "")
+        if version != state["version"]:
+            state["version"] = version
+            _c["set_version"](version)
+        rebind_aliases()
+        _c["natten_ready"](version)
 
     def _is_function(f):
         """A plain function, and not one of our wrappers (a module run again)."""
@@ -306,7 +340,7 @@ def _naflops_install(_c):
 
     class NaflopsFinder:
         def find_spec(self, name, path=None, target=None):
-            if name not in targets and name not in ("torch", dynamo_config, dynamo_misc, export_trace):
+            if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, export_trace):
                 return None
             for finder in sys.meta_path:
                 if finder is self:
@@ -334,6 +368,8 @@ def _naflops_install(_c):
                         route_to_root(module)
                     else:
                         wrap_module(module)
+                        if name == "natten":
+                            natten_ready(module)
                 except Exception as e:  # never let the counter break an import
                     _c["failed"]("%s: %r" % (module.__name__, e))
 
@@ -359,6 +395,8 @@ def _naflops_install(_c):
     for name in targets:  # loaded before the finder was in place
         if name in sys.modules:
             wrap_module(sys.modules[name])
+    if "natten" in sys.modules and "natten" not in targets:
+        natten_ready(sys.modules["natten"])
     if "torch" in sys.modules and hasattr(sys.modules["torch"], "__version__"):
         torch_ready(sys.modules["torch"])
 

@@ -106,7 +106,7 @@ static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t narg
     PyObject *owned[NF_ROLE_COUNT];
     int nowned = 0;
     p->counted = decode(w, args + 1, nargs - 1, &a, descs, owned, &nowned) == 0 &&
-                 nf_args_key(w->target, w->op, nf_py_version(), &a, &p->key) == 0;
+                 nf_py_key(w, &a, &p->key) == 0;
     if (p->counted) p->key.pass = nf_py_forward_pass();
     else nf_py_uncounted(w, "the arguments of its compiled call could not be read");
     for (int k = 0; k < nowned; k++) P.Py_DecRef(owned[k]);

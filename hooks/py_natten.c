@@ -12,6 +12,7 @@
 #include "../src/nf_ledger.h"
 #include "../src/nf_log.h"
 #include "../src/nf_scope.h"
+#include "natten_release.h"
 #include "natten_targets.h"
 #include "py_api.h"
 #include "py_args.h"
@@ -276,6 +277,24 @@ void nf_py_uncounted(const nf_wrap *w, const char *why) {
                 nf_intern_str(w->op), why);
 }
 
+static void say_window(const nf_wrap *w, const nf_key *key) {
+    nf_log_once(&((nf_wrap *)w)->said_window,
+                "%s: the kernel size its arguments give does not match the %lld keys per query "
+                "its %s; its calls are counted with the tensor's window",
+                nf_intern_str(w->op), (long long)key->problem.kernel[0] + (long long)key->problem.extra_kv,
+                w->target->kind == NF_KIND_AV ? "attention weights hold" : "output holds");
+}
+
+int nf_py_key(const nf_wrap *w, const struct nf_argv *a, nf_key *key) {
+    int rc = nf_args_key(w->target, w->op, version_id, a, key);
+    if (rc == 1) say_window(w, key);
+    return rc < 0 ? -1 : 0;
+}
+
+void nf_py_check_window(const nf_wrap *w, nf_key *key, int64_t last_dim) {
+    if (nf_args_window_check(&key->problem, last_dim)) say_window(w, key);
+}
+
 /* Why a call's arguments could not be read, in words. */
 static const char *why_unreadable(const nf_argv *a, const nf_wrap *w) {
     PyObject *first = a->v[w->target->kind == NF_KIND_AV ? NF_ROLE_ATTN : NF_ROLE_QUERY];
@@ -353,7 +372,7 @@ static bool count_nested(const nf_wrap *w, PyObject *const *args) {
         Py_ssize_t np = P.PyTuple_Size(part);
         for (Py_ssize_t j = 0; j < np && j < 64; j++) items[j] = P.PyTuple_GetItem(part, j);
         argv_of(w, items, &a);
-        ok = np == w->nparams && nf_args_key(w->target, w->op, version_id, &a, &keys[i]) == 0;
+        ok = np == w->nparams && nf_py_key(w, &a, &keys[i]) == 0;
         P.Py_DecRef(part);
     }
     if (parts) P.Py_DecRef(parts);
@@ -384,6 +403,16 @@ static bool in_jvp(const nf_argv *a) {
     }
     P.PyErr_Clear();
     return any;
+}
+
+/* QK's output holds the window (plus the extra keys) for every query: the truth
+ * where the arguments follow a convention the table does not know. */
+static void check_qk_output(const nf_wrap *w, nf_key *key, PyObject *result) {
+    int64_t shape[NF_MAX_RANK];
+    uint8_t rank;
+    if (nf_args_shape(result, shape, &rank) == 0 && rank == key->problem.na_dim + 3)
+        nf_py_check_window(w, key, shape[rank - 1]);
+    P.PyErr_Clear();
 }
 
 /* The eager path: every parameter bound, in signature order. */
@@ -420,7 +449,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
      * a call NATTEN rejects is not counted and its exception reaches the program. */
     nf_key key;
     PyObject *guard = guard_enter(guarded);
-    bool readable = first != NULL && nf_args_key(w->target, w->op, version_id, &a, &key) == 0;
+    bool readable = first != NULL && nf_py_key(w, &a, &key) == 0;
     guard_leave(guard);
     P.PyErr_Clear(); /* no error is set on entry to a call */
 
@@ -450,6 +479,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     }
     PyObject *outs[4];
     guard = guard_enter(guarded);
+    if (w->target->kind == NF_KIND_QK) check_qk_output(w, &key, result);
     int n = grad_outputs(result, outs, 4);
     /* A forward the autograd engine runs is checkpointing's recompute; it has outputs
      * that need gradients (the recomputed graph is what the backward uses). */
@@ -626,6 +656,29 @@ static PyObject *py_finish(PyObject *self, PyObject *unused) {
     return nf_py_none();
 }
 
+/* natten_ready(version): natten has finished importing. A release the target table
+ * does not know is said once, with the entry points that will be counted. */
+static PyObject *py_natten_ready(PyObject *self, PyObject *version) {
+    (void)self;
+    static atomic_bool said_release;
+    const char *v = P.PyUnicode_AsUTF8AndSize(version, NULL);
+    P.PyErr_Clear();
+    if (nf_natten_release(v) == NF_RELEASE_KNOWN) return nf_py_none();
+    char counted[1024] = "", line[1536];
+    size_t len = 0;
+    for (int i = 0; i < nwraps; i++) {
+        const nf_target *t = wraps[i]->target;
+        bool again = false; /* the same name in another module (natten.experimental) */
+        for (int j = 0; j < i && !again; j++) again = wraps[j]->op == wraps[i]->op;
+        if (t->backend != NULL || again) continue;
+        int k = snprintf(counted + len, sizeof counted - len, "%s%s", len ? ", " : "", t->op);
+        if (k < 0 || (size_t)k >= sizeof counted - len) break;
+        len += (size_t)k;
+    }
+    nf_log_once(&said_release, "%s", nf_natten_release_line(v, counted, line, sizeof line));
+    return nf_py_none();
+}
+
 /* torch_ready(version): torch has finished importing. */
 static PyObject *py_torch_ready(PyObject *self, PyObject *version) {
     (void)self;
@@ -644,6 +697,7 @@ static nf_py_method_def c_defs[] = {
     {"set_torch", (void *)py_set_torch, NF_METH_FASTCALL, NULL},
     {"backward", (void *)py_backward, NF_METH_O, NULL},
     {"failed", (void *)py_failed, NF_METH_O, NULL},
+    {"natten_ready", (void *)py_natten_ready, NF_METH_O, NULL},
 };
 
 static int intern_names(void) {

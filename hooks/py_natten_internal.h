@@ -22,7 +22,17 @@ typedef struct nf_wrap {
     PyObject *kwnames;       /* names of the keyword-only parameters, or NULL */
     bool inner;              /* may run inside another counted op (0.21's generic) */
     atomic_bool said;        /* a call of it could not be counted: said once */
+    atomic_bool said_window; /* its kernel size and a tensor's window disagreed: said once */
 } nf_wrap;
+
+/* nf_args_key for a call of w; a window that disagreed with the kernel size is said
+ * once (the key counts the window). 0, or -1 where the arguments cannot be read. */
+struct nf_argv;
+int nf_py_key(const nf_wrap *w, const struct nf_argv *a, nf_key *key);
+
+/* For a key already read: the window the call's output (QK) or argument (AV) holds
+ * per query, as nf_py_key checks. */
+void nf_py_check_window(const nf_wrap *w, nf_key *key, int64_t last_dim);
 
 /* A call of w ran but is not counted: counted as such, said once per op. */
 void nf_py_uncounted(const nf_wrap *w, const char *why);

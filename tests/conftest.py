@@ -84,6 +84,22 @@ def run_program(python, code, tmp_path, lib=None, env=None, args=(), timeout=600
     return Run(proc, dump)
 
 
+def run_both(py, code, tmp_path, lib, **env):
+    """The program under the preload, and without: output and status must match, and
+    the plain run says nothing of naflops. The whole-model count is off unless env
+    turns it on (these callers check NATTEN's rows and totals exactly)."""
+    env = {"NAFLOPS_WHOLE_MODEL": "0", **env}
+    plain_env = {k: v for k, v in env.items() if not k.startswith("NAFLOPS_")}
+    (tmp_path / "plain").mkdir()
+    plain = run_program(py, code, tmp_path / "plain", None, env=plain_env)
+    (tmp_path / "pre").mkdir()
+    pre = run_program(py, code, tmp_path / "pre", lib, env=env)
+    assert plain.returncode == pre.returncode == 0, pre.stderr[-3000:]
+    assert plain.stdout == pre.stdout
+    assert not [l for l in plain.stderr.splitlines() if l.startswith("naflops:")]
+    return pre
+
+
 def ops_by(dump, **match):
     """The dump's ops whose fields equal match (pass_ for "pass", a Python keyword)."""
     match = {("pass" if k == "pass_" else k): v for k, v in match.items()}

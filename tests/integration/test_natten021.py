@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from conftest import ops_by, run_program
+from conftest import ops_by, run_both
 
 PRELUDE = """
 import torch, natten
@@ -31,20 +31,6 @@ def fused(shape, kernel, extra=0, heads=None, dv=None):
 def dense(q, k, v):
     b, nq, h, d = q
     return 2 * b * h * nq * k[1] * (d + v[3])
-
-
-def run_both(py, code, tmp_path, lib, **env):
-    """The program under the preload, and without: output and status must match.
-    The whole-model count is off unless env turns it on: these tests check NATTEN's
-    rows and totals exactly (test_whole_model.py checks the rest)."""
-    env = {"NAFLOPS_WHOLE_MODEL": "0", **env}
-    plain = run_program(py, code, tmp_path / "plain", None) if (tmp_path / "plain").mkdir() is None else None
-    (tmp_path / "pre").mkdir()
-    pre = run_program(py, code, tmp_path / "pre", lib, env=env)
-    assert plain.returncode == pre.returncode == 0, pre.stderr[-3000:]
-    assert plain.stdout == pre.stdout
-    assert not [l for l in plain.stderr.splitlines() if l.startswith("naflops:")]
-    return pre
 
 
 @pytest.mark.parametrize("dims,shape,kernel,extra_args", [
