@@ -41,7 +41,17 @@ FUZZ_CONFIG := $(BUILD)/fuzz/fuzz_config
 
 .PHONY: all unit unit-asan unit-valgrind integration test demo install clean env \
         fuzz fuzz-config fuzz-dump
-all: $(LIB)
+all: $(LIB) observer-default
+
+# The whole-model observer for the python3 on PATH, when it has torch (naflops run
+# builds one for any other torch a program uses, once, into ~/.cache/naflops).
+OBSERVER_PYTHON ?= python3
+.PHONY: observer-default
+observer-default: $(LIB)
+	@if $(OBSERVER_PYTHON) -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)' \
+	    2>/dev/null; then scripts/build-observer $(OBSERVER_PYTHON) $(BUILD); \
+	else echo "$(OBSERVER_PYTHON) has no torch: libnaflops.so only (naflops run builds the" \
+	  "whole-model observer for a program's torch when it first runs it)"; fi
 
 # The bootstrap Python source, as a C string literal.
 $(BOOTSTRAP_H): hooks/py_bootstrap.py
@@ -115,10 +125,20 @@ soak: $(LIB) env
 	scripts/soak --lib $(abspath $(LIB)) $(SOAK_ARGS)
 
 # Overhead of the counter against FlopCounterMode, torch.profiler and fvcore on the CPU
-# (a few minutes); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
+# (a few minutes): the NA transformer step (NATTEN 0.17), the op-heavy Flex step and
+# single aten ops (NATTEN 0.21, torch 2.8), then the wrapper's own cost per call
+# (bench-call); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
 .PHONY: bench
-bench: $(LIB) env observer
+bench: $(LIB) env observers
 	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
+	scripts/bench-call --lib $(abspath $(LIB))
+
+# The observer compiled (not linked) against the headers of every torch minor release
+# from 2.5 to the newest on PyPI, fetched with range requests; a Markdown table on
+# stdout and in $(BUILD)/compat.md. Needs the network; not in CI.
+.PHONY: compat
+compat:
+	scripts/compat-observer --out $(BUILD)/compat.md
 
 $(FUZZ_CONFIG): tests/fuzz/fuzz_config.c src/nf_config.c src/nf_config.h
 	@mkdir -p $(dir $@)

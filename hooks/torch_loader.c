@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,8 +31,7 @@ static uint16_t intern_cached(const char *s) {
     return cache[i].id;
 }
 
-static void count(const nf_aten_call *c) {
-    if (c->backward && !nf_core_config()->backward) return;
+static nf_entry *entry_of(const nf_aten_call *c) {
     nf_key key;
     nf_key_init(&key);
     nf_problem *p = &key.problem;
@@ -48,10 +48,53 @@ static void count(const nf_aten_call *c) {
     key.dtype = intern_cached(c->dtype);
     key.device = intern_cached(c->device);
     key.pass = c->recompute ? NF_PASS_RECOMPUTE : c->backward ? NF_PASS_BACKWARD : NF_PASS_FORWARD;
-    if (!nf_ledger_add(&key, 1)) {
-        nf_log_once(&said_full, "too many distinct op signatures; some aten ops are not counted");
-        return;
+    return nf_ledger_entry(&key);
+}
+
+/* The same call as a remembered one: op and dtype are the same immutable strings
+ * (by pointer), the device's name the same (by content: the observer reuses its
+ * buffer), the operands and FLOPs the same. */
+static bool same_call(const nf_aten_call *a, const nf_aten_call *b, const char *b_device) {
+    if (a->op != b->op || a->dtype != b->dtype || a->backward != b->backward ||
+        a->recompute != b->recompute || a->nshapes != b->nshapes || a->flops_hi != b->flops_hi ||
+        a->flops_lo != b->flops_lo || strcmp(a->device, b_device) != 0)
+        return false;
+    for (int i = 0; i < a->nshapes && i < NF_ATEN_MAX_SHAPES; i++) {
+        if (a->rank[i] != b->rank[i]) return false;
+        int r = a->rank[i] < NF_ATEN_MAX_RANK ? a->rank[i] : NF_ATEN_MAX_RANK;
+        if (memcmp(a->shape[i], b->shape[i], sizeof(int64_t) * (size_t)r) != 0) return false;
     }
+    return true;
+}
+
+/* Per thread, the ledger entries of recent calls: a model repeats a few signatures,
+ * so most calls skip building, interning and hashing a key. Entries live as long as
+ * the process (a fork child's ledger keeps them, counts reset). */
+#define RECENT 16
+static _Thread_local struct recent {
+    nf_aten_call call;
+    char device[32];
+    nf_entry *entry;
+} recent[RECENT];
+
+static void count(const nf_aten_call *c) {
+    if (c->backward && !nf_core_config()->backward) return;
+    uintptr_t h = ((uintptr_t)c->op >> 4) ^ (uintptr_t)c->flops_lo ^ ((uintptr_t)c->flops_lo >> 17);
+    struct recent *r = &recent[h % RECENT];
+    nf_entry *e = r->entry;
+    if (e == NULL || !same_call(c, &r->call, r->device)) {
+        e = entry_of(c);
+        if (e == NULL) {
+            nf_log_once(&said_full, "too many distinct op signatures; some aten ops are not counted");
+            return;
+        }
+        if (strlen(c->device) < sizeof r->device) {
+            r->call = *c;
+            strcpy(r->device, c->device);
+            r->entry = e;
+        }
+    }
+    nf_entry_add(e, 1);
     nf_flush_counted();
 }
 
@@ -98,10 +141,55 @@ static bool plain_version(const char *v) {
     return true;
 }
 
+/* The observer cache: $XDG_CACHE_HOME/naflops/observers/<version> (default ~/.cache),
+ * where `naflops run` builds one for a torch that has none beside the library. */
+static bool cache_dir(const char *version, char *out, size_t len) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg != NULL && xdg[0] == '/')
+        n = snprintf(out, len, "%s/naflops/observers/%s", xdg, version);
+    else if (home != NULL && home[0] == '/')
+        n = snprintf(out, len, "%s/.cache/naflops/observers/%s", home, version);
+    else
+        return false;
+    return n > 0 && (size_t)n < len;
+}
+
+/* sys.executable, for the command that builds an observer (the GIL is held: torch
+ * has just finished importing). */
+static const char *python_executable(void) {
+    typedef void *(*get_fn)(const char *);
+    typedef const char *(*utf8_fn)(void *, long *);
+    get_fn get;
+    utf8_fn utf8;
+    *(void **)&get = dlsym(RTLD_DEFAULT, "PySys_GetObject");
+    *(void **)&utf8 = dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8AndSize");
+    void *exe = get ? get("executable") : NULL;
+    const char *s = exe && utf8 ? utf8(exe, NULL) : NULL;
+    return s && s[0] ? s : "python3";
+}
+
+/* Says that there is no observer for this torch, and the exact command that builds
+ * one into the cache (scripts/build-observer of the checkout this library was built
+ * in, when there is one). */
+static void say_missing(const char *version, const char *dir, const char *cache) {
+    char built[512], script[PATH_MAX + 32], how[2 * PATH_MAX + 256];
+    built_versions(dir, built, sizeof built);
+    snprintf(script, sizeof script, "%s/../scripts/build-observer", dir);
+    char real[PATH_MAX];
+    bool here = realpath(script, real) != NULL && access(real, X_OK) == 0;
+    snprintf(how, sizeof how, "build one with: %s %s %s%s", here ? real : "scripts/build-observer",
+             python_executable(), cache[0] ? cache : "DIR",
+             here ? " (naflops run does so itself)" : " in a naflops checkout (naflops run does so itself)");
+    nf_log("the whole-model count is off: no observer for torch %s in %s%s%s (built there for: %s); "
+           "%s; counting NATTEN ops only",
+           version, dir, cache[0] ? " or " : "", cache, built[0] ? built : "none", how);
+}
+
 void nf_torch_load(const char *version) {
     static atomic_bool tried;
     if (atomic_exchange(&tried, true) || !nf_core_config()->whole_model) return;
-    char dir[PATH_MAX], path[PATH_MAX + 128], built[512];
+    char dir[PATH_MAX], path[PATH_MAX + 128], cache[PATH_MAX];
     if (!plain_version(version)) {
         nf_log("the whole-model count is off: torch reports an unusual version; counting NATTEN ops only");
         return;
@@ -110,12 +198,12 @@ void nf_torch_load(const char *version) {
         nf_log("the whole-model count is off: cannot tell where libnaflops.so is; counting NATTEN ops only");
         return;
     }
+    if (!cache_dir(version, cache, sizeof cache)) cache[0] = '\0';
     snprintf(path, sizeof path, "%s/naflops-torch-%s.so", dir, version);
+    if (access(path, R_OK) != 0 && cache[0] != '\0')
+        snprintf(path, sizeof path, "%s/naflops-torch-%s.so", cache, version);
     if (access(path, R_OK) != 0) {
-        built_versions(dir, built, sizeof built);
-        nf_log("the whole-model count is off: no observer for torch %s in %s (built for: %s); "
-               "run scripts/build-observer with this Python; counting NATTEN ops only",
-               version, dir, built[0] ? built : "none");
+        say_missing(version, dir, cache);
         return;
     }
     void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -1,25 +1,41 @@
-// The whole-model count: a global at::RecordFunction callback that counts the aten
-// ops PyTorch's FlopCounterMode counts, with its formulas, at its level.
+// The whole-model count: the aten ops PyTorch's FlopCounterMode counts, with its
+// formulas, at its level.
 //
-// C++ because libtorch's observer API has no C form; this is the project's one C++
+// C++ because libtorch's dispatcher API has no C form; this is the project's one C++
 // file. It is built per torch version (scripts/build-observer) and dlopen'd by
 // libnaflops.so only into a process whose torch is that version (torch_loader.c).
 //
+// How it sees them. A kernel at the BackendSelect dispatch key for each overload of
+// the ops in FlopCounterMode's registry (and of a few other ops that call those ops
+// from inside their own kernels): BackendSelect is in every thread's dispatch key set
+// and comes after autograd, autocast, functionalization and the Python key, just
+// before the backend's kernel, and no aten op but the factory functions has a kernel
+// there. The kernel reads the operands from its boxed stack, hands the call on to the
+// next key, and counts it once it returns. Every other op runs exactly as without
+// the observer: no RecordFunction callback, no cost.
+//
 // Which calls count. FlopCounterMode is a TorchDispatchMode: it sees ops after
 // autograd and after CompositeImplicitAutograd decompositions, counts the ones in its
-// registry, and never sees what runs inside an op it let through. RecordFunction
-// sees every level (linear -> t, addmm; conv2d -> convolution -> _convolution ->
-// mkldnn_convolution). So, per thread: an op with a CompositeImplicitAutograd kernel
-// is transparent (FlopCounterMode sees its parts); any other op is opaque, counted if
-// it is in the registry, and everything inside it is left alone. Nothing is counted
+// registry, and never sees what runs inside an op it let through. A BackendSelect
+// kernel sees the same: a CompositeImplicitAutograd op (linear, matmul, conv2d)
+// decomposes above it into ops that reach it; what a registry op runs inside its own
+// kernel (convolution -> _convolution) is left alone, per thread. Nothing is counted
 // while a NATTEN op runs on the thread, or inside a backward node that a NATTEN call
 // created (NATTEN's rule counts those), or on fake/meta tensors (tracing, not work).
+// The pass: an op run while the autograd engine evaluates a node is backward, or
+// recompute (activation checkpointing) when grad mode is on there.
 #include "torch_observer.h"
 
 #include <ATen/SequenceNumber.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <c10/core/GradMode.h>
 #include <ATen/record_function.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/library.h>
+#include <ATen/ops/addmm_ops.h>
+#include <ATen/ops/baddbmm_ops.h>
+#include <ATen/ops/bmm_ops.h>
+#include <ATen/ops/mm_ops.h>
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +44,8 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <unordered_map>
 
 namespace {
@@ -51,6 +69,7 @@ void give_up(const char *what) {
 enum Formula : uint8_t {
     F_NONE = 0, F_MM, F_ADDMM, F_BMM, F_BADDBMM, F_SCALED_MM, F_CONV, F_CONV_BACKWARD,
     F_SDPA, F_SDPA_BACKWARD, F_FLASH, F_EFFICIENT, F_FLASH_BACKWARD, F_EFFICIENT_BACKWARD,
+    F_COUNT
 };
 
 // torch/utils/flop_counter.py's flop_registry, by op name (every overload).
@@ -73,42 +92,14 @@ const struct { const char *name; Formula f; } registry[] = {
     {"aten::_efficient_attention_forward", F_EFFICIENT},
     {"aten::_flash_attention_backward", F_FLASH_BACKWARD},
     {"aten::_efficient_attention_backward", F_EFFICIENT_BACKWARD},
+    // Not in the registry, but their kernels call ops that are through the
+    // dispatcher: FlopCounterMode sees them whole (and counts 0), so they only open.
+    {"aten::_trilinear", F_NONE},
+    {"aten::_cdist_forward", F_NONE},
+    {"aten::_cdist_backward", F_NONE},
+    {"aten::_native_multi_head_attention", F_NONE},
+    {"aten::_transformer_encoder_layer_fwd", F_NONE},
 };
-
-// How an op is treated: CLASS_TRANSPARENT (look inside), or opaque, with its formula.
-constexpr uint8_t CLASS_TRANSPARENT = 0xff;
-
-uint8_t classify(const at::RecordFunction &fn) {
-    auto op = fn.operator_name();
-    if (!op) return CLASS_TRANSPARENT;  // not a dispatcher op: an autograd Function's name
-    for (const auto &r : registry)
-        if (op->name == r.name) return r.f;
-    auto handle = c10::Dispatcher::singleton().findOp(*op);
-    if (handle && handle->hasKernelForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd))
-        return CLASS_TRANSPARENT;
-    return F_NONE;  // opaque, not counted
-}
-
-// Per-thread cache of classify() by name pointer. A dispatcher op's name lives in its
-// schema for the whole process; other names are temporaries, so each hit is checked
-// against a copy of the name.
-struct CacheSlot {
-    const char *ptr = nullptr;
-    std::string name;
-    uint8_t cls = 0;
-};
-constexpr size_t CACHE_SLOTS = 512;
-
-uint8_t class_of(const at::RecordFunction &fn) {
-    thread_local CacheSlot cache[CACHE_SLOTS];
-    const char *name = fn.name();
-    CacheSlot &s = cache[(reinterpret_cast<uintptr_t>(name) >> 4) % CACHE_SLOTS];
-    if (s.ptr == name && s.name == name) return s.cls;
-    s.cls = classify(fn);
-    s.ptr = name;
-    s.name = name;
-    return s.cls;
-}
 
 // ------------------------------------------------------------------ reading inputs
 
@@ -122,9 +113,7 @@ struct Dims {
 // export tracing) and meta tensors do no work: they make the whole call uncounted.
 enum Read { READ_OK, READ_ABSENT, READ_NOT_REAL };
 
-Read dims_of(const c10::IValue &v, Dims &out, const at::Tensor **t = nullptr) {
-    if (!v.isTensor()) return READ_ABSENT;
-    const at::Tensor &x = v.toTensor();
+Read dims_of(const at::Tensor &x, Dims &out) {
     if (!x.defined()) return READ_ABSENT;
     auto keys = x.key_set();
     if (x.is_meta() || keys.has(c10::DispatchKey::Python) ||
@@ -134,8 +123,15 @@ Read dims_of(const c10::IValue &v, Dims &out, const at::Tensor **t = nullptr) {
     if (sizes.size() > 16) return READ_NOT_REAL;
     out.rank = static_cast<int>(sizes.size());
     for (int i = 0; i < out.rank; i++) out.d[i] = std::max<int64_t>(sizes[i], 0);
-    if (t) *t = &x;
     return READ_OK;
+}
+
+Read dims_of(const c10::IValue &v, Dims &out, const at::Tensor **t = nullptr) {
+    if (!v.isTensor()) return READ_ABSENT;
+    const at::Tensor &x = v.toTensor();
+    Read r = dims_of(x, out);
+    if (r == READ_OK && t) *t = &x;
+    return r;
 }
 
 u128 prod(const Dims &s, int from) {
@@ -267,6 +263,28 @@ const char *dtype_name(at::ScalarType t) {
     }
 }
 
+// The matrix products: 2-D operands for mm/addmm/_scaled_mm, 3-D for bmm/baddbmm.
+bool matmul_flops(uint8_t f, const Dims &a, const Dims &b, u128 &flops) {
+    if (f == F_BMM || f == F_BADDBMM) {
+        if (a.rank != 3 || b.rank != 3) return false;
+        flops = static_cast<u128>(a[0]) * mm(a[1], b[2], a[2]);
+    } else {
+        if (a.rank != 2 || b.rank != 2) return false;
+        flops = mm(a[0], b[1], a[1]);
+    }
+    return true;
+}
+
+void fill(nf_aten_call &call, const Dims *s, int n, u128 flops) {
+    call.nshapes = n > NF_ATEN_MAX_SHAPES ? NF_ATEN_MAX_SHAPES : n;
+    for (int i = 0; i < call.nshapes; i++) {
+        call.rank[i] = s[i].rank;
+        for (int j = 0; j < s[i].rank && j < NF_ATEN_MAX_RANK; j++) call.shape[i][j] = s[i].d[j];
+    }
+    call.flops_hi = static_cast<uint64_t>(flops >> 64);
+    call.flops_lo = static_cast<uint64_t>(flops);
+}
+
 // Reads the operands of a registry op and computes its FLOPs. False: not counted
 // (an operand is fake, missing or not the shape the formula reads).
 bool measure(uint8_t f, c10::ArrayRef<const c10::IValue> in, nf_aten_call &call,
@@ -287,13 +305,8 @@ bool measure(uint8_t f, c10::ArrayRef<const c10::IValue> in, nf_aten_call &call,
     }
     u128 flops = 0;
     switch (f) {
-    case F_MM: case F_ADDMM: case F_SCALED_MM:
-        if (s[0].rank != 2 || s[1].rank != 2) return false;
-        flops = mm(s[0][0], s[1][1], s[0][1]);
-        break;
-    case F_BMM: case F_BADDBMM:
-        if (s[0].rank != 3 || s[1].rank != 3) return false;
-        flops = static_cast<u128>(s[0][0]) * mm(s[0][1], s[1][2], s[0][2]);
+    case F_MM: case F_ADDMM: case F_SCALED_MM: case F_BMM: case F_BADDBMM:
+        if (!matmul_flops(f, s[0], s[1], flops)) return false;
         break;
     case F_CONV: {
         if (in.size() < 9 || s[0].rank < 3 || s[1].rank != s[0].rank) return false;
@@ -354,13 +367,7 @@ bool measure(uint8_t f, c10::ArrayRef<const c10::IValue> in, nf_aten_call &call,
     default:
         return false;
     }
-    call.nshapes = n > NF_ATEN_MAX_SHAPES ? NF_ATEN_MAX_SHAPES : n;
-    for (int i = 0; i < call.nshapes; i++) {
-        call.rank[i] = s[i].rank;
-        for (int j = 0; j < s[i].rank && j < NF_ATEN_MAX_RANK; j++) call.shape[i][j] = s[i].d[j];
-    }
-    call.flops_hi = static_cast<uint64_t>(flops >> 64);
-    call.flops_lo = static_cast<uint64_t>(flops);
+    fill(call, s, n, flops);
     return true;
 }
 
@@ -377,113 +384,191 @@ std::atomic<bool> any_ranges{false};
 thread_local uint64_t natten_seq_start;
 thread_local bool natten_entered;  // leave without enter: loaded during a NATTEN call
 
-bool created_by_natten(uint64_t thread, int64_t seq) {
-    if (seq < 0 || !any_ranges.load(std::memory_order_relaxed)) return false;
+bool created_by_natten(uint64_t thread, uint64_t seq) {
+    if (!any_ranges.load(std::memory_order_relaxed)) return false;
     std::lock_guard<std::mutex> g(ranges_lock);
     auto it = natten_ranges.find(thread);
     if (it == natten_ranges.end()) return false;
     const auto &d = it->second;
-    auto pos = std::upper_bound(d.begin(), d.end(), static_cast<uint64_t>(seq),
+    auto pos = std::upper_bound(d.begin(), d.end(), seq,
                                 [](uint64_t s, const Range &r) { return s < r.lo; });
-    return pos != d.begin() && static_cast<uint64_t>(seq) < std::prev(pos)->hi;
+    return pos != d.begin() && seq < std::prev(pos)->hi;
 }
 
-// ------------------------------------------------------------------ the callback
+// ------------------------------------------------------------------ the kernel
 
-// Per-thread nesting, one byte per open RecordFunction.
-enum : uint8_t { OPEN_OPAQUE = 1, OPEN_BACKWARD = 2, OPEN_NATTEN_BACKWARD = 4 };
-struct ThreadState {
-    int opaque = 0, backward = 0, natten_backward = 0;
-    int top = 0;
-    uint8_t open[512];
-};
-thread_local ThreadState ts;
+// Registry ops open on this thread: what runs inside one is its own business.
+thread_local int open_ops;
 
-// A recomputed op waiting for its end (at most one: nothing inside a counted op is
-// counted). depth: the ts.top it was opened at.
-struct Pending {
-    bool valid;
-    int depth;
-    int uncaught;
-    nf_aten_call call;
-};
-thread_local Pending pending;
-
-void push(uint8_t flags) {
-    if (flags & OPEN_OPAQUE) ts.opaque++;
-    if (flags & OPEN_BACKWARD) ts.backward++;
-    if (flags & OPEN_NATTEN_BACKWARD) ts.natten_backward++;
-    if (ts.top < static_cast<int>(sizeof ts.open)) ts.open[ts.top] = flags;
-    ts.top++;  // deeper than the array: counted, treated as flags 0 (pushed as 0 too)
-}
-
-uint8_t enter_flags(const at::RecordFunction &fn) {
-    if (fn.scope() == at::RecordScope::BACKWARD_FUNCTION) {
-        uint8_t f = OPEN_BACKWARD;
-        if (ts.natten_backward == 0 && created_by_natten(fn.forwardThreadId(), fn.seqNr()))
-            f |= OPEN_NATTEN_BACKWARD;
-        return f;
+// The call's pass, or false when it is not counted: inside a backward node that a
+// NATTEN call created, unless checkpointing re-runs a forward there (grad mode on).
+bool pass_of(nf_aten_call &call) {
+    auto node = torch::autograd::get_current_node();
+    if (!node) return true;
+    if (c10::GradMode::is_enabled()) {
+        call.recompute = true;
+        return true;
     }
-    if (ts.opaque > 0 || host->natten_active()) return 0;
-    // A forward op inside a backward node with grad mode on is activation
-    // checkpointing's recompute (torch.utils.checkpoint re-runs the forward under
-    // enable_grad; the engine runs backward nodes with grad off). It is counted as
-    // such, even inside NATTEN's backward node, whose own work NATTEN's rule counts.
-    bool recompute = ts.backward > 0 && c10::GradMode::is_enabled();
-    if (ts.natten_backward > 0 && !recompute) return 0;
-    uint8_t cls = class_of(fn);
-    if (cls == CLASS_TRANSPARENT) return 0;
-    if (cls != F_NONE) {
-        nf_aten_call call{};
-        const at::Tensor *first = nullptr;
-        if (measure(cls, fn.inputs(), call, first) && first != nullptr) {
-            // Reused per thread: "cpu", "cuda:0" stay in the same buffer, so the host's
-            // string cache (by pointer) hits instead of searching its table every call.
-            thread_local std::string device;
-            device = first->device().str();
-            call.op = fn.name();
-            call.backward = ts.backward > 0 && !recompute;
-            call.recompute = recompute;
-            call.dtype = dtype_name(first->scalar_type());
-            call.device = device.c_str();
-            if (recompute) {
-                // Checkpointing's early stop raises from a saved-tensor hook inside an
-                // op, before its kernel runs: a recomputed op counts once it returns.
-                pending = {true, ts.top, std::uncaught_exceptions(), call};
-            } else {
-                host->count(&call);
-            }
-        }
-    }
-    return OPEN_OPAQUE;
+    call.backward = true;
+    return !created_by_natten(node->thread_id(), node->sequence_nr());
 }
 
-std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction &fn) {
-    uint8_t flags = 0;
-    if (!broken.load(std::memory_order_relaxed) && ts.top < static_cast<int>(sizeof ts.open)) {
+// The rest of a measured call: its pass, op, dtype and device; false: not counted.
+bool finish(nf_aten_call &call, const char *op, const at::Tensor &first) {
+    if (!pass_of(call)) return false;
+    // The device's name, kept per thread while the device stays the same: no string
+    // built per call, and the host's string cache (by pointer) hits.
+    thread_local c10::Device last(c10::DeviceType::CPU);
+    thread_local std::string device = last.str();
+    if (first.device() != last) {
+        last = first.device();
+        device = last.str();
+    }
+    call.op = op;
+    call.dtype = dtype_name(first.scalar_type());
+    call.device = device.c_str();
+    return true;
+}
+
+bool wanted() {
+    return open_ops == 0 && !broken.load(std::memory_order_relaxed) && !host->natten_active();
+}
+
+// Runs measure_it (false: not counted, or an exception: the observer gives up), then
+// the call itself (run) with this thread's registry ops open, then counts it once it
+// returns: a call that raises (checkpointing's early stop, bad shapes) did no work.
+template <typename Measure, typename Run>
+auto counted(bool want, Measure measure_it, Run run) -> decltype(run()) {
+    nf_aten_call call{};
+    bool count = false;
+    if (want) {
         try {
-            flags = enter_flags(fn);
+            count = measure_it(call);
         } catch (const std::exception &e) {
             give_up(e.what());
         } catch (...) {
             give_up("unknown exception");
         }
     }
-    push(flags);
-    return nullptr;
+    struct Open {
+        Open() { open_ops++; }
+        ~Open() { open_ops--; }
+    } open;
+    if constexpr (std::is_void_v<decltype(run())>) {
+        run();
+        if (count) host->count(&call);
+    } else {
+        auto out = run();
+        if (count) host->count(&call);
+        return out;
+    }
 }
 
-void on_exit(const at::RecordFunction &, at::ObserverContext *) {
-    if (ts.top == 0) return;  // ended on another thread than it began (async): ignore
-    ts.top--;
-    if (pending.valid && pending.depth == ts.top) {
-        pending.valid = false;
-        if (std::uncaught_exceptions() == pending.uncaught) host->count(&pending.call);
+c10::DispatchKeySet after_us(c10::DispatchKeySet ks) {
+    return ks & c10::DispatchKeySet(c10::DispatchKeySet::FULL_AFTER, c10::DispatchKey::BackendSelect);
+}
+
+// Any overload of a registry op, boxed: the operands read off the stack.
+template <Formula F>
+void kernel(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::jit::Stack *stack) {
+    counted(
+        F != F_NONE && wanted(),
+        [&](nf_aten_call &call) {
+            size_t n = op.schema().arguments().size();
+            if (n > stack->size()) return false;
+            c10::ArrayRef<const c10::IValue> in(stack->data() + (stack->size() - n), n);
+            const at::Tensor *first = nullptr;
+            return measure(F, in, call, first) && first != nullptr &&
+                   finish(call, op.schema().name().c_str(), *first);
+        },
+        [&] { op.redispatchBoxed(after_us(ks), stack); });
+}
+
+// The default overloads of the four matrix products, unboxed: the path most models'
+// FLOPs take, without IValues on the way in or out.
+bool measure_matmul(Formula f, const char *op, const at::Tensor &a, const at::Tensor &b,
+                    nf_aten_call &call) {
+    Dims s[2];
+    u128 flops = 0;
+    if (dims_of(a, s[0]) != READ_OK || dims_of(b, s[1]) != READ_OK || !matmul_flops(f, s[0], s[1], flops))
+        return false;
+    fill(call, s, 2, flops);
+    return finish(call, op, a);
+}
+
+at::Tensor mm_kernel(c10::DispatchKeySet ks, const at::Tensor &a, const at::Tensor &b) {
+    return counted(
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_MM, "aten::mm", a, b, c); },
+        [&] { return at::_ops::mm::redispatch(after_us(ks), a, b); });
+}
+
+at::Tensor bmm_kernel(c10::DispatchKeySet ks, const at::Tensor &a, const at::Tensor &b) {
+    return counted(
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_BMM, "aten::bmm", a, b, c); },
+        [&] { return at::_ops::bmm::redispatch(after_us(ks), a, b); });
+}
+
+at::Tensor addmm_kernel(c10::DispatchKeySet ks, const at::Tensor &self, const at::Tensor &a,
+                        const at::Tensor &b, const at::Scalar &beta, const at::Scalar &alpha) {
+    return counted(
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_ADDMM, "aten::addmm", a, b, c); },
+        [&] { return at::_ops::addmm::redispatch(after_us(ks), self, a, b, beta, alpha); });
+}
+
+at::Tensor baddbmm_kernel(c10::DispatchKeySet ks, const at::Tensor &self, const at::Tensor &a,
+                          const at::Tensor &b, const at::Scalar &beta, const at::Scalar &alpha) {
+    return counted(
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_BADDBMM, "aten::baddbmm", a, b, c); },
+        [&] { return at::_ops::baddbmm::redispatch(after_us(ks), self, a, b, beta, alpha); });
+}
+
+template <Formula F>
+torch::CppFunction boxed() {
+    return torch::CppFunction::makeFromBoxedFunction<&kernel<F>>();
+}
+
+// The boxed kernel of formula f, from a table of one per formula.
+template <size_t... I>
+torch::CppFunction boxed_for(Formula f, std::index_sequence<I...>) {
+    using Make = torch::CppFunction (*)();
+    static constexpr Make make[] = {&boxed<static_cast<Formula>(I)>...};
+    return make[f]();
+}
+
+torch::CppFunction boxed_for(Formula f) { return boxed_for(f, std::make_index_sequence<F_COUNT>{}); }
+
+// The unboxed kernel of a default overload of the four products, else the boxed one.
+torch::CppFunction kernel_of(Formula f, bool default_overload) {
+    if (default_overload) {
+        switch (f) {
+        case F_MM: return torch::CppFunction(TORCH_FN(mm_kernel));
+        case F_BMM: return torch::CppFunction(TORCH_FN(bmm_kernel));
+        case F_ADDMM: return torch::CppFunction(TORCH_FN(addmm_kernel));
+        case F_BADDBMM: return torch::CppFunction(TORCH_FN(baddbmm_kernel));
+        default: break;
+        }
     }
-    uint8_t flags = ts.top < static_cast<int>(sizeof ts.open) ? ts.open[ts.top] : 0;
-    if (flags & OPEN_OPAQUE) ts.opaque--;
-    if (flags & OPEN_BACKWARD) ts.backward--;
-    if (flags & OPEN_NATTEN_BACKWARD) ts.natten_backward--;
+    return boxed_for(f);
+}
+
+// Our kernels for every overload of the registry's ops (never unregistered: the
+// observer stays loaded for the life of the process).
+void install() {
+    auto *lib = new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::BackendSelect,
+                                   __FILE__, __LINE__);
+    auto &dispatcher = c10::Dispatcher::singleton();
+    for (const auto &name : dispatcher.getAllOpNames()) {
+        for (const auto &r : registry) {
+            if (name.name != r.name) continue;
+            auto handle = dispatcher.findOp(name);
+            // A kernel there already (none in torch): leave the op to it.
+            if (!handle || handle->hasKernelForDispatchKey(c10::DispatchKey::BackendSelect)) break;
+            std::string qualified = name.name.substr(6);  // without "aten::"
+            if (!name.overload_name.empty()) qualified += "." + name.overload_name;
+            lib->impl(qualified.c_str(), kernel_of(r.f, name.overload_name.empty()));
+            break;
+        }
+    }
 }
 
 }  // namespace
@@ -493,10 +578,7 @@ extern "C" __attribute__((visibility("default"))) int naflops_observer_start(
     if (h == nullptr || h->abi != NF_OBSERVER_ABI) return -1;
     host = h;
     try {
-        at::addGlobalCallback(at::RecordFunctionCallback(on_enter, on_exit)
-                                  .needsInputs(true)
-                                  .scopes({at::RecordScope::FUNCTION,
-                                           at::RecordScope::BACKWARD_FUNCTION}));
+        install();
     } catch (const std::exception &e) {
         char line[256];
         snprintf(line, sizeof line, "could not register the libtorch observer (%s); the whole-model count is off", e.what());

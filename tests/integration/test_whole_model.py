@@ -17,6 +17,7 @@ CPU, it says how it stands in:
 """
 import json
 import math
+import re
 import shutil
 import textwrap
 
@@ -323,12 +324,18 @@ def test_no_observer_for_this_torch_says_why_and_counts_natten(py021, lib, tmp_p
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(lib, alone / "libnaflops.so")  # no naflops-torch-*.so beside it
-    run = run_program(py021, NA_PROGRAM, tmp_path, lib=str(alone / "libnaflops.so"))
+    cache = tmp_path / "cache"  # an empty observer cache
+    run = run_program(py021, NA_PROGRAM, tmp_path, lib=str(alone / "libnaflops.so"),
+                      env={"XDG_CACHE_HOME": str(cache)})
     plain = run_program(py021, NA_PROGRAM, tmp_path)
     assert run.returncode == 0 and run.stdout == plain.stdout
     lines = [l for l in run.naflops_lines() if "whole-model" in l]
     assert len(lines) == 1 and "no observer for torch 2.8.0" in lines[0]
-    assert "(built for: none)" in lines[0] and "counting NATTEN ops only" in lines[0]
+    assert "(built there for: none)" in lines[0] and "counting NATTEN ops only" in lines[0]
+    # the exact command that builds one where the library looks: this Python, the cache
+    version = re.search(r"no observer for torch (\S+)", lines[0]).group(1)
+    where = cache / "naflops" / "observers" / version
+    assert f"build one with: scripts/build-observer {py021} {where} in a naflops checkout" in lines[0]
     assert not ops_by(run.dump, kind="aten")
     assert run.dump["totals"]["natten_flops"] == 3 * rule_fused(2, (10,), 2, 8, (3,))
 
