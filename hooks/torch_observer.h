@@ -2,9 +2,9 @@
  * (torch_observer.cpp, built per torch version as naflops-torch-<version>.so and
  * loaded with dlopen once the program has imported torch).
  *
- * The observer sees every aten op through a global at::RecordFunction callback and
- * hands the ones PyTorch's FlopCounterMode counts to the host, with their FLOPs;
- * the host turns them into ledger rows. Plain C on both sides of the line. */
+ * The observer puts a kernel at the dispatcher's BackendSelect key for the aten ops
+ * PyTorch's FlopCounterMode counts and hands their calls to the host, with their
+ * FLOPs; the host turns them into ledger rows. Plain C on both sides of the line. */
 #ifndef NF_TORCH_OBSERVER_H
 #define NF_TORCH_OBSERVER_H
 
@@ -39,7 +39,7 @@ typedef struct nf_observer_host {
     void (*say)(const char *line);      /* one line to the user, once per cause */
 } nf_observer_host;
 
-/* Exported by the observer. start registers the callback; 0 on success, else -1
+/* Exported by the observer. start registers the kernels; 0 on success, else -1
  * with the reason said through host->say. natten_enter/leave bracket each outermost
  * NATTEN call (on the calling thread), so that the backward nodes it created are
  * recognised later and what runs inside them is left to NATTEN's rule. */
