@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../src/nf_intern.h"
+#include "tensor_meta.h"
 
 #define P nf_py
 
@@ -275,8 +276,9 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
     if (t->kind == NF_KIND_AV && p->q_rank == p->na_dim + 3)
         agreed = nf_args_window_check(p, p->q_shape[p->q_rank - 1]);
     if (a->d[first] != NULL) {
-        key->dtype = nf_args_dtype_id(a->d[first]->dtype);
-        key->device = nf_args_device_id(a->d[first]->device);
+        const nf_tdesc *d = a->d[first];
+        key->dtype = d->dtype != NULL ? nf_args_dtype_id(d->dtype) : d->dtype_id;
+        key->device = d->device != NULL ? nf_args_device_id(d->device) : d->device_id;
     } else {
         key->dtype = dtype_id(a->v[first]);
         key->device = device_id(a->v[first]);
@@ -296,6 +298,68 @@ int nf_args_window_check(nf_problem *p, int64_t last_dim) {
     p->kernel[0] = window;
     for (int i = 1; i < p->na_dim; i++) p->kernel[i] = 1;
     return 1;
+}
+
+/* ------------------------------------------------------------ the C++ reader */
+
+static const nf_tensor_reader *reader;
+
+void nf_args_set_reader(const nf_tensor_reader *r) { reader = r; }
+const nf_tensor_reader *nf_args_reader(void) { return reader; }
+
+/* Interned dtype and device names by c10's enums, learnt through Python the first
+ * time each is seen (the names are Python's: "float32", "cuda:0"). */
+static uint16_t dtype_by_scalar[128];
+static uint16_t device_by_type[64][17]; /* [device type][index + 1] */
+
+static bool type_is(PyObject *o, PyObject *type) {
+    PyObject *t = P.PyObject_Type(o);
+    if (t) P.Py_DecRef(t);
+    return t != NULL && t == type;
+}
+
+/* Fills d from the reader; -1 when it cannot (the tensor is then read through Python). */
+static int read_fast(PyObject *t, nf_tdesc *d) {
+    nf_tensor_meta m;
+    if (reader->read(t, &m) != 0 || m.nested || m.rank > NF_MAX_RANK || m.scalar_type < 0 ||
+        m.device_type < 0 || m.device_type >= 64 || m.device_index < -1 || m.device_index > 15)
+        return -1;
+    uint16_t *dt = &dtype_by_scalar[m.scalar_type];
+    uint16_t *dev = &device_by_type[m.device_type][m.device_index + 1];
+    if (*dt == NF_INTERN_NONE) *dt = dtype_id(t);
+    if (*dev == NF_INTERN_NONE) *dev = device_id(t);
+    if (*dt == NF_INTERN_NONE || *dev == NF_INTERN_NONE) {
+        P.PyErr_Clear();
+        return -1;
+    }
+    d->rank = m.rank;
+    memcpy(d->shape, m.shape, sizeof(int64_t) * m.rank);
+    d->dtype = d->device = NULL;
+    d->dtype_id = *dt;
+    d->device_id = *dev;
+    return 0;
+}
+
+void nf_args_describe_fast(nf_argv *a, nf_tdesc *descs, PyObject *tensor_type) {
+    if (reader == NULL) return;
+    for (int r = 0; r < NF_ROLE_COUNT; r++) {
+        PyObject *t = a->v[r];
+        /* sequence lengths are values: those tensors are read through Python */
+        if (t == NULL || a->d[r] != NULL || r == NF_ROLE_CU_SEQLEN_Q || r == NF_ROLE_CU_SEQLEN_KV ||
+            r == NF_ROLE_SEQLENS_Q || r == NF_ROLE_SEQLENS_KV || !type_is(t, tensor_type))
+            continue;
+        if (read_fast(t, &descs[r]) == 0) a->d[r] = &descs[r];
+    }
+}
+
+int nf_args_shape_of(PyObject *tensor, PyObject *tensor_type, int64_t *out, uint8_t *rank) {
+    nf_tdesc d;
+    if (reader != NULL && type_is(tensor, tensor_type) && read_fast(tensor, &d) == 0) {
+        memcpy(out, d.shape, sizeof(int64_t) * d.rank);
+        *rank = d.rank;
+        return 0;
+    }
+    return nf_args_shape(tensor, out, rank);
 }
 
 PyObject *nf_s_shape, *nf_s_dtype, *nf_s_device, *nf_s_is_cpu, *nf_s_tolist;

@@ -17,8 +17,9 @@
 typedef struct nf_tdesc {
     int64_t shape[NF_MAX_RANK];
     uint8_t rank;
-    PyObject *dtype;   /* torch.dtype, borrowed */
-    PyObject *device;  /* torch.device, borrowed */
+    PyObject *dtype;   /* torch.dtype, borrowed; NULL: dtype_id holds it */
+    PyObject *device;  /* torch.device, borrowed; NULL: device_id holds it */
+    uint16_t dtype_id, device_id; /* interned names, read by the tensor reader */
 } nf_tdesc;
 
 /* One call's arguments by role. A role is absent (or None) when v and d are NULL. */
@@ -38,6 +39,20 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
  * QK's output) disagrees with the key's kernel, sets the kernel to that window (as
  * window x 1 x ...: only its size is known) and returns 1; else 0. */
 int nf_args_window_check(nf_problem *p, int64_t last_dim);
+
+/* The observer's C++ tensor reader (tensor_meta.h), or NULL while none is loaded. */
+struct nf_tensor_reader;
+void nf_args_set_reader(const struct nf_tensor_reader *reader);
+const struct nf_tensor_reader *nf_args_reader(void);
+
+/* Describes the live tensors of a (exactly torch.Tensor, no values read) through the
+ * tensor reader into descs, so that nf_args_key reads no Python attribute. Does
+ * nothing without a reader; a tensor it cannot read stays live. */
+void nf_args_describe_fast(nf_argv *a, nf_tdesc *descs, PyObject *tensor_type);
+
+/* A tensor's shape through the reader when it has one and tensor is exactly
+ * tensor_type, else through Python. */
+int nf_args_shape_of(PyObject *tensor, PyObject *tensor_type, int64_t *out, uint8_t *rank);
 
 /* A tensor's shape (at most NF_MAX_RANK dims); -1 otherwise (an error may be set). */
 int nf_args_shape(PyObject *tensor, int64_t *out, uint8_t *rank);

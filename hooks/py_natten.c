@@ -17,6 +17,7 @@
 #include "py_api.h"
 #include "py_args.h"
 #include "py_natten_internal.h"
+#include "tensor_meta.h"
 #include "torch_loader.h"
 #include "py_bootstrap.h" /* generated from py_bootstrap.py: nf_py_bootstrap_source */
 
@@ -88,6 +89,8 @@ static PyObject *call1(PyObject *fn, PyObject *a) {
  * needs_guard decides once per call; guard_enter/leave bracket each group of reads. */
 static bool needs_guard(PyObject *type) {
     if (type != torch_.tensor_type) return true;
+    const nf_tensor_reader *r = nf_args_reader();
+    if (r != NULL) return r->function_mode();
     if (torch_.mode_enabled == NULL) return false;
     PyObject *on = call0(torch_.mode_enabled);
     bool needed = on == P.True;
@@ -154,20 +157,25 @@ uint8_t nf_py_forward_pass(void) {
 static nf_entry *by_order[NF_LEDGER_CAPACITY];
 static PyObject *hooks_by_order[NF_LEDGER_CAPACITY];
 
-/* backward(order): one backward pass through the op whose forward entry has this order. */
+/* One backward pass through the op whose forward entry has this order (from the
+ * Python hook, or from the observer's C++ hook on an autograd thread). */
+static void count_backward(uint32_t order) {
+    nf_entry *forward = order < NF_LEDGER_CAPACITY ? by_order[order] : NULL;
+    if (forward == NULL) return;
+    nf_key key = forward->key;
+    key.pass = NF_PASS_BACKWARD;
+    nf_entry *e = nf_ledger_entry(&key);
+    if (e != NULL) {
+        nf_entry_add(e, 1);
+        nf_flush_counted();
+    }
+}
+
+/* backward(order): the Python hook's call. */
 static PyObject *py_backward(PyObject *self, PyObject *order) {
     (void)self;
     long long o = P.PyLong_AsLongLong(order);
-    nf_entry *forward = o >= 0 && o < NF_LEDGER_CAPACITY ? by_order[o] : NULL;
-    if (forward != NULL) {
-        nf_key key = forward->key;
-        key.pass = NF_PASS_BACKWARD;
-        nf_entry *e = nf_ledger_entry(&key);
-        if (e != NULL) {
-            nf_entry_add(e, 1);
-            nf_flush_counted();
-        }
-    }
+    if (o >= 0 && o < NF_LEDGER_CAPACITY) count_backward((uint32_t)o);
     P.PyErr_Clear();
     return nf_py_none();
 }
@@ -189,10 +197,10 @@ static PyObject *hook_for(nf_entry *e) {
 
 /* Registers hook to run once per backward pass through the op that made these
  * outputs, whichever of them the gradient flows from: on their autograd node when
- * they share one (a C method), else with a multi-grad hook in "any" mode. */
-static bool hook_outputs(PyObject *const *outs, int n, PyObject *hook) {
+ * they share one (a C method), else with a multi-grad hook in "any" mode. shared:
+ * false when they are already known to have different nodes. */
+static bool hook_outputs(PyObject *const *outs, int n, PyObject *hook, bool shared) {
     PyObject *node = NULL;
-    bool shared = true;
     for (int i = 0; i < n && shared; i++) {
         PyObject *g = P.PyObject_GetAttr(outs[i], s_grad_fn);
         if (g == NULL || g == P.None) shared = false;
@@ -215,11 +223,25 @@ static bool hook_outputs(PyObject *const *outs, int n, PyObject *hook) {
     return handle != NULL;
 }
 
+/* The same through the observer's C++ hook (tensor_meta.h): 0 hooked, 1 the outputs
+ * have different nodes, -1 not possible here. */
+static int hook_fast(PyObject *const *outs, int n, uint32_t order, PyObject *hook) {
+    const nf_tensor_reader *r = nf_args_reader();
+    if (r == NULL) return -1;
+    for (int i = 0; i < n; i++) {
+        PyObject *type = P.PyObject_Type(outs[i]);
+        if (type) P.Py_DecRef(type);
+        if (type == NULL || type != torch_.tensor_type) return -1;
+    }
+    return r->hook_backward((void *const *)outs, n, order, hook, count_backward);
+}
+
 /* Hooks the backward of entry e on the outputs of its call that need gradients. */
 static void attach_backward(PyObject *const *outs, int n, nf_entry *e) {
     if (n == 0 || !nf_core_config()->backward) return;
     PyObject *hook = hook_for(e);
-    if (hook == NULL || !hook_outputs(outs, n, hook))
+    int fast = hook != NULL ? hook_fast(outs, n, e->order, hook) : -1;
+    if (fast != 0 && (hook == NULL || !hook_outputs(outs, n, hook, fast != 1)))
         nf_log_once(&said_hook, "could not hook a backward pass; some backward passes are not counted");
     if (hook) P.Py_DecRef(hook);
     P.PyErr_Clear();
@@ -231,8 +253,16 @@ static int grad_outputs(PyObject *result, PyObject **out, int max) {
     int n = 0;
     int is_tuple = P.PyObject_IsInstance(result, P.TupleType);
     Py_ssize_t len = is_tuple == 1 ? P.PyTuple_Size(result) : 1;
+    const nf_tensor_reader *r = nf_args_reader();
     for (Py_ssize_t i = 0; i < len && n < max; i++) {
         PyObject *t = is_tuple == 1 ? P.PyTuple_GetItem(result, i) : result;
+        PyObject *type = r != NULL && t != NULL ? P.PyObject_Type(t) : NULL;
+        if (type) P.Py_DecRef(type);
+        int fast = type != NULL && type == torch_.tensor_type ? r->requires_grad(t) : -1;
+        if (fast >= 0) {
+            if (fast) out[n++] = t;
+            continue;
+        }
         PyObject *rg = t ? P.PyObject_GetAttr(t, s_requires_grad) : NULL;
         if (rg == P.True) out[n++] = t;
         if (rg) P.Py_DecRef(rg);
@@ -278,6 +308,7 @@ void nf_py_uncounted(const nf_wrap *w, const char *why) {
 }
 
 static void say_window(const nf_wrap *w, const nf_key *key) {
+    if (atomic_load_explicit(&w->said_window, memory_order_relaxed)) return; /* said: no formatting */
     nf_log_once(&((nf_wrap *)w)->said_window,
                 "%s: the kernel size its arguments give does not match the %lld keys per query "
                 "its %s; its calls are counted with the tensor's window",
@@ -410,7 +441,7 @@ static bool in_jvp(const nf_argv *a) {
 static void check_qk_output(const nf_wrap *w, nf_key *key, PyObject *result) {
     int64_t shape[NF_MAX_RANK];
     uint8_t rank;
-    if (nf_args_shape(result, shape, &rank) == 0 && rank == key->problem.na_dim + 3)
+    if (nf_args_shape_of(result, torch_.tensor_type, shape, &rank) == 0 && rank == key->problem.na_dim + 3)
         nf_py_check_window(w, key, shape[rank - 1]);
     P.PyErr_Clear();
 }
@@ -448,6 +479,8 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     /* Read the arguments first (no side effects), count only once the call succeeded:
      * a call NATTEN rejects is not counted and its exception reaches the program. */
     nf_key key;
+    nf_tdesc descs[NF_ROLE_COUNT];
+    if (!guarded) nf_args_describe_fast(&a, descs, torch_.tensor_type);
     PyObject *guard = guard_enter(guarded);
     bool readable = first != NULL && nf_py_key(w, &a, &key) == 0;
     guard_leave(guard);
@@ -684,6 +717,7 @@ static PyObject *py_torch_ready(PyObject *self, PyObject *version) {
     (void)self;
     const char *v = P.PyUnicode_AsUTF8AndSize(version, NULL);
     if (v != NULL) nf_torch_load(v);
+    nf_args_set_reader(nf_torch_reader());
     P.PyErr_Clear();
     return nf_py_none();
 }

@@ -15,6 +15,7 @@
 #include "../src/nf_ledger.h"
 #include "../src/nf_log.h"
 #include "../src/nf_scope.h"
+#include "tensor_meta.h"
 #include "torch_observer.h"
 
 static atomic_bool said_full, said_observer;
@@ -186,16 +187,24 @@ static void say_missing(const char *version, const char *dir, const char *cache)
            version, dir, cache[0] ? " or " : "", cache, built[0] ? built : "none", how);
 }
 
+static const nf_tensor_reader *tensor_reader;
+
+const nf_tensor_reader *nf_torch_reader(void) { return tensor_reader; }
+
+/* The observer is loaded whether or not the whole model is counted: the NATTEN
+ * wrapper uses its tensor reader (tensor_meta.h). Only the whole-model count says
+ * why it is off. */
 void nf_torch_load(const char *version) {
     static atomic_bool tried;
-    if (atomic_exchange(&tried, true) || !nf_core_config()->whole_model) return;
+    if (atomic_exchange(&tried, true)) return;
+    bool whole = nf_core_config()->whole_model;
     char dir[PATH_MAX], path[PATH_MAX + 128], cache[PATH_MAX];
     if (!plain_version(version)) {
-        nf_log("the whole-model count is off: torch reports an unusual version; counting NATTEN ops only");
+        if (whole) nf_log("the whole-model count is off: torch reports an unusual version; counting NATTEN ops only");
         return;
     }
     if (!own_dir(dir, sizeof dir)) {
-        nf_log("the whole-model count is off: cannot tell where libnaflops.so is; counting NATTEN ops only");
+        if (whole) nf_log("the whole-model count is off: cannot tell where libnaflops.so is; counting NATTEN ops only");
         return;
     }
     if (!cache_dir(version, cache, sizeof cache)) cache[0] = '\0';
@@ -203,16 +212,21 @@ void nf_torch_load(const char *version) {
     if (access(path, R_OK) != 0 && cache[0] != '\0')
         snprintf(path, sizeof path, "%s/naflops-torch-%s.so", cache, version);
     if (access(path, R_OK) != 0) {
-        say_missing(version, dir, cache);
+        if (whole) say_missing(version, dir, cache);
         return;
     }
     void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (so == NULL) {
         const char *why = dlerror();
-        nf_log("the whole-model count is off: cannot load %s (%s); counting NATTEN ops only", path,
-               why ? why : "?");
+        if (whole)
+            nf_log("the whole-model count is off: cannot load %s (%s); counting NATTEN ops only", path,
+                   why ? why : "?");
         return;
     }
+    const nf_tensor_reader *(*get_reader)(void);
+    *(void **)&get_reader = dlsym(so, "naflops_tensor_reader");
+    tensor_reader = get_reader != NULL ? get_reader() : NULL;
+    if (!whole) return;
     nf_observer_start_fn start;
     nf_observer_scope_fn enter, leave;
     *(void **)&start = dlsym(so, "naflops_observer_start");

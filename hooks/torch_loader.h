@@ -9,4 +9,9 @@
 /* torch_version: torch.__version__ of the process. Only the first call acts. */
 void nf_torch_load(const char *torch_version);
 
+/* The observer's tensor reader for the NATTEN wrapper (tensor_meta.h), loaded with
+ * the observer whether or not the whole model is counted; NULL without one. */
+struct nf_tensor_reader;
+const struct nf_tensor_reader *nf_torch_reader(void);
+
 #endif

@@ -24,7 +24,15 @@
 // created (NATTEN's rule counts those), or on fake/meta tensors (tracing, not work).
 // The pass: an op run while the autograd engine evaluates a node is backward, or
 // recompute (activation checkpointing) when grad mode is on there.
+#include "tensor_meta.h"
 #include "torch_observer.h"
+
+#include <ATen/PythonTorchFunctionTLS.h>
+#include <torch/csrc/PyInterpreter.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/dynamo/compiled_autograd.h>
+#include <torch/version.h>
 
 #include <ATen/SequenceNumber.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -607,4 +615,100 @@ extern "C" __attribute__((visibility("default"))) void naflops_observer_natten_l
     } catch (...) {
         give_up("could not record a NATTEN call's autograd nodes");
     }
+}
+
+/* ------------------------------------------------------------ the wrapper's fast path
+ *
+ * What the NATTEN wrapper (hooks/py_natten.c) would otherwise read through Python:
+ * a tensor's metadata (tensor_meta.h), whether a TorchFunctionMode is on, and the
+ * backward hook of a counted call, added to its autograd node as a C++ post hook
+ * (a Python one costs several microseconds to register). The hook counts in C when
+ * the engine runs the node; under compiled autograd, which runs no node, it hands
+ * compiled autograd the Python hook it would have had (compiled_args), which counts
+ * through the same reorderable builtin as before. Called with the GIL held. */
+
+static int tensor_read(void *obj, nf_tensor_meta *m) {
+    try {
+        const at::Tensor &t = THPVariable_Unpack(static_cast<PyObject *>(obj));
+        if (!t.defined()) return -1;
+        c10::TensorImpl *impl = t.unsafeGetTensorImpl();
+        m->nested = t.is_nested();
+        if (m->nested || impl->has_symbolic_sizes_strides()) return m->nested ? 0 : -1;
+        int64_t dim = impl->dim();
+        if (dim > NF_TMETA_MAX_RANK) return -1;
+        c10::IntArrayRef sizes = impl->sizes();
+        for (int64_t i = 0; i < dim; i++) m->shape[i] = sizes[i];
+        m->rank = static_cast<uint8_t>(dim);
+        m->scalar_type = static_cast<int8_t>(t.scalar_type());
+        c10::Device dev = t.device();
+        m->device_type = static_cast<int8_t>(dev.type());
+        m->device_index = static_cast<int8_t>(dev.index());
+        m->requires_grad = t.requires_grad();
+        return 0;
+    } catch (...) {
+        return -1;
+    }
+}
+
+static int tensor_requires_grad(void *obj) {
+    try {
+        const at::Tensor &t = THPVariable_Unpack(static_cast<PyObject *>(obj));
+        return t.defined() ? t.requires_grad() : -1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+static bool function_mode() { return at::impl::torch_function_mode_enabled(); }
+
+/* compiled_args became const in torch 2.7. */
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 7)
+#define NF_COMPILED_ARGS_CONST const
+#else
+#define NF_COMPILED_ARGS_CONST
+#endif
+
+namespace {
+struct CountHook : torch::autograd::FunctionPostHook {
+    CountHook(uint32_t order, PyObject *py_hook, void (*count)(uint32_t))
+        : order_(order), py_hook_(py_hook), count_(count) {} /* py_hook: kept for the process */
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list &outputs,
+                                              const torch::autograd::variable_list &) override {
+        count_(order_);
+        return outputs;
+    }
+    void compiled_args(torch::dynamo::autograd::CompiledNodeArgs &args) NF_COMPILED_ARGS_CONST override {
+        Py_INCREF(py_hook_);
+        args.add_post_hook(c10::SafePyObject(py_hook_, getPyInterpreter()));
+    }
+    uint32_t order_;
+    PyObject *py_hook_;
+    void (*count_)(uint32_t);
+};
+}  // namespace
+
+static int hook_backward(void *const *outs, int n, uint32_t order, void *py_hook,
+                         void (*count)(uint32_t)) {
+    try {
+        torch::autograd::Node *node = nullptr; /* kept alive by the outputs */
+        for (int i = 0; i < n; i++) {
+            const at::Tensor &t = THPVariable_Unpack(static_cast<PyObject *>(outs[i]));
+            if (!t.defined()) return -1;
+            auto fn = t.grad_fn(); /* a shared_ptr, an intrusive_ptr from torch 2.15 */
+            if (!fn) return -1;
+            if (node == nullptr) node = fn.get();
+            else if (fn.get() != node) return 1;
+        }
+        if (node == nullptr) return -1;
+        node->add_post_hook(std::make_unique<CountHook>(order, static_cast<PyObject *>(py_hook), count));
+        return 0;
+    } catch (...) {
+        return -1;
+    }
+}
+
+static const nf_tensor_reader reader = {tensor_read, tensor_requires_grad, function_mode, hook_backward};
+
+extern "C" __attribute__((visibility("default"))) const nf_tensor_reader *naflops_tensor_reader(void) {
+    return &reader;
 }
