@@ -312,8 +312,8 @@ const nf_tensor_reader *nf_args_reader(void) { return reader; }
 static uint16_t dtype_by_scalar[128];
 static uint16_t device_by_type[64][17]; /* [device type][index + 1] */
 
-static bool type_is(PyObject *o, PyObject *type) {
-    PyObject *t = P.PyObject_Type(o);
+bool nf_args_is_exactly(PyObject *o, PyObject *type) {
+    PyObject *t = o != NULL ? P.PyObject_Type(o) : NULL;
     if (t) P.Py_DecRef(t);
     return t != NULL && t == type;
 }
@@ -346,7 +346,7 @@ void nf_args_describe_fast(nf_argv *a, nf_tdesc *descs, PyObject *tensor_type) {
         PyObject *t = a->v[r];
         /* sequence lengths are values: those tensors are read through Python */
         if (t == NULL || a->d[r] != NULL || r == NF_ROLE_CU_SEQLEN_Q || r == NF_ROLE_CU_SEQLEN_KV ||
-            r == NF_ROLE_SEQLENS_Q || r == NF_ROLE_SEQLENS_KV || !type_is(t, tensor_type))
+            r == NF_ROLE_SEQLENS_Q || r == NF_ROLE_SEQLENS_KV || !nf_args_is_exactly(t, tensor_type))
             continue;
         if (read_fast(t, &descs[r]) == 0) a->d[r] = &descs[r];
     }
@@ -354,7 +354,7 @@ void nf_args_describe_fast(nf_argv *a, nf_tdesc *descs, PyObject *tensor_type) {
 
 int nf_args_shape_of(PyObject *tensor, PyObject *tensor_type, int64_t *out, uint8_t *rank) {
     nf_tdesc d;
-    if (reader != NULL && type_is(tensor, tensor_type) && read_fast(tensor, &d) == 0) {
+    if (reader != NULL && nf_args_is_exactly(tensor, tensor_type) && read_fast(tensor, &d) == 0) {
         memcpy(out, d.shape, sizeof(int64_t) * d.rank);
         *rank = d.rank;
         return 0;

@@ -50,6 +50,10 @@ const struct nf_tensor_reader *nf_args_reader(void);
  * nothing without a reader; a tensor it cannot read stays live. */
 void nf_args_describe_fast(nf_argv *a, nf_tdesc *descs, PyObject *tensor_type);
 
+/* Whether o's type is exactly type (a torch.Tensor, not a subclass): the reader's
+ * condition. False for NULL. */
+bool nf_args_is_exactly(PyObject *o, PyObject *type);
+
 /* A tensor's shape through the reader when it has one and tensor is exactly
  * tensor_type, else through Python. */
 int nf_args_shape_of(PyObject *tensor, PyObject *tensor_type, int64_t *out, uint8_t *rank);

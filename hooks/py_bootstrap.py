@@ -110,9 +110,9 @@ def _naflops_install(_c):
         paths = (compiling(), reorderable())  # the same for every function
         for function, index in rows:
             original = module.__dict__.get(function)
-            if id(original) in wrapped and wrapped[id(original)][0] is original:
-                # another name for a function already wrapped (0.15: natten1dqk = na1d_qk)
-                setattr(module, function, wrapped[id(original)][1])
+            already = wrapper_of(original)
+            if already is not None:  # another name for a function already wrapped (0.15: natten1dqk = na1d_qk)
+                setattr(module, function, already)
                 continue
             if not _is_function(original):
                 continue
@@ -135,9 +135,14 @@ def _naflops_install(_c):
             if not isinstance(namespace, dict):
                 continue
             for attr, value in list(namespace.items()):
-                found = wrapped.get(id(value))
-                if found is not None and found[0] is value:
-                    namespace[attr] = found[1]
+                fn = wrapper_of(value)
+                if fn is not None:
+                    namespace[attr] = fn
+
+    def wrapper_of(original):
+        """The wrapper made for this very function object, or None."""
+        found = wrapped.get(id(original))
+        return found[1] if found is not None and found[0] is original else None
 
     def natten_ready(module):
         """natten has finished importing: its version is known whether or not any

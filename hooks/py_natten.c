@@ -228,11 +228,8 @@ static bool hook_outputs(PyObject *const *outs, int n, PyObject *hook, bool shar
 static int hook_fast(PyObject *const *outs, int n, uint32_t order, PyObject *hook) {
     const nf_tensor_reader *r = nf_args_reader();
     if (r == NULL) return -1;
-    for (int i = 0; i < n; i++) {
-        PyObject *type = P.PyObject_Type(outs[i]);
-        if (type) P.Py_DecRef(type);
-        if (type == NULL || type != torch_.tensor_type) return -1;
-    }
+    for (int i = 0; i < n; i++)
+        if (!nf_args_is_exactly(outs[i], torch_.tensor_type)) return -1;
     return r->hook_backward((void *const *)outs, n, order, hook, count_backward);
 }
 
@@ -256,9 +253,7 @@ static int grad_outputs(PyObject *result, PyObject **out, int max) {
     const nf_tensor_reader *r = nf_args_reader();
     for (Py_ssize_t i = 0; i < len && n < max; i++) {
         PyObject *t = is_tuple == 1 ? P.PyTuple_GetItem(result, i) : result;
-        PyObject *type = r != NULL && t != NULL ? P.PyObject_Type(t) : NULL;
-        if (type) P.Py_DecRef(type);
-        int fast = type != NULL && type == torch_.tensor_type ? r->requires_grad(t) : -1;
+        int fast = r != NULL && nf_args_is_exactly(t, torch_.tensor_type) ? r->requires_grad(t) : -1;
         if (fast >= 0) {
             if (fast) out[n++] = t;
             continue;
