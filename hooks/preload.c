@@ -8,10 +8,11 @@
 #include <stdlib.h>
 
 #include "../src/nf_core.h"
+#include "../src/nf_flush.h"
 #include "../src/nf_log.h"
-#include "cupti_hooks.h"
-#include "py_api.h"
-#include "py_natten.h"
+#include "cuda/cupti_hooks.h"
+#include "python/py_api.h"
+#include "python/py_natten.h"
 
 /* One active copy per process: LD_PRELOAD may hold two different builds (an installed
  * one and a build tree's). The exported symbol resolves to the first copy loaded, and
@@ -27,11 +28,13 @@ __attribute__((constructor)) static void nf_preload_start(void) {
     if (!nf_py_api_load()) return;
     nf_core_init();
     if (nf_core_config()->disabled) return;
+    nf_flush_track(); /* what the program does with SIGTERM, from the start */
     if (!nf_py_natten_install()) {
         nf_log("could not add the Python audit hook; NATTEN ops are not counted");
         return;
     }
     pthread_atfork(NULL, NULL, nf_core_after_fork_child);
+    pthread_atfork(NULL, NULL, nf_flush_after_fork_child); /* after the core's (registered later, run later) */
     atexit(nf_core_finish);
     nf_cupti_arm(); /* CUPTI loads only once the program initialises CUDA */
 }

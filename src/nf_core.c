@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "nf_dump.h"
-#include "nf_flush.h"
 #include "nf_gpu.h"
 #include "nf_ledger.h"
 #include "nf_log.h"
@@ -215,5 +214,4 @@ void nf_core_after_fork_child(void) {
     nf_ledger_reset();
     atomic_store(&uncounted, 0);
     nf_gpu_reset();
-    nf_flush_after_fork_child();
 }

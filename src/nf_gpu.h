@@ -1,6 +1,6 @@
 /* GPU bookkeeping: which NATTEN op each kernel belongs to, how long the kernels ran,
  * how often each CUDA graph was replayed, and (opt-in) the tensor-core work the
- * hardware counted. The core knows nothing of CUDA: hooks/cupti_hooks.c turns CUPTI
+ * hardware counted. The core knows nothing of CUDA: hooks/cuda/cupti_hooks.c turns CUPTI
  * callbacks and activity records into the events below; the unit tests replay
  * recorded sequences of the same events.
  *

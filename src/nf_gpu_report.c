@@ -6,7 +6,7 @@
 #include "nf_gpu.h"
 #include "nf_gpu_peak.h"
 #include "nf_intern.h"
-#include "nf_report.h"
+#include "nf_text.h"
 
 /* What the report says about one op that launched kernels. */
 typedef struct op_row {
@@ -49,7 +49,7 @@ static void join(op_row *r, const nf_gpu_op_stat *s, nf_entry *const *entries, i
 }
 
 static const char *shape_text(const nf_key *k, char *buf, size_t len) {
-    return nf_report_dims(k->problem.q_shape, k->problem.q_rank, buf, len);
+    return nf_text_dims(k->problem.q_shape, k->problem.q_rank, buf, len);
 }
 
 /* One consistent-enough copy of nf_gpu's state for a report (ops on the heap: each
@@ -164,7 +164,7 @@ void nf_gpu_report_table(FILE *f, nf_entry *const *entries, int n) {
 /* ------------------------------------------------------------ JSON */
 
 /* Names from CUPTI and the driver: shown, not trusted to be UTF-8. */
-static void json_str(FILE *f, const char *s) { nf_report_json_string(f, s, true); }
+static void json_str(FILE *f, const char *s) { nf_text_json_string(f, s, true); }
 
 static void json_num(FILE *f, double v, bool known) {
     if (known) fprintf(f, "%.6g", v);

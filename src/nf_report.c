@@ -5,15 +5,7 @@
 
 #include "nf_gpu.h"
 #include "nf_intern.h"
-
-const char *nf_report_dims(const int64_t *v, int n, char *buf, size_t len) {
-    if (n == 0) return "-";
-    size_t k = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && k < len; i++)
-        k += (size_t)snprintf(buf + k, len - k, i ? "x%lld" : "%lld", (long long)v[i]);
-    return buf;
-}
+#include "nf_text.h"
 
 static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb) {
     return na == nb && memcmp(a, b, sizeof(int64_t) * (size_t)na) == 0;
@@ -23,22 +15,22 @@ static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb) {
  * heads, another value head dim, attention over other tokens): "2x16x4x8 k:2x20x2x8". */
 static void shape_text(const nf_problem *p, char *out, size_t len) {
     char q[96], k[96], v[96];
-    nf_report_dims(p->q_shape, p->q_rank, q, sizeof q);
+    nf_text_dims(p->q_shape, p->q_rank, q, sizeof q);
     bool show_k = p->k_rank && !same_dims(p->k_shape, p->k_rank, p->q_shape, p->q_rank);
     bool show_v = p->v_rank && !same_dims(p->v_shape, p->v_rank, p->q_shape, p->q_rank) &&
                   !(show_k && same_dims(p->v_shape, p->v_rank, p->k_shape, p->k_rank)) &&
                   p->kind != NF_KIND_AV;
     snprintf(out, len, "%s%s%s%s%s", q, show_k ? " k:" : "",
-             show_k ? nf_report_dims(p->k_shape, p->k_rank, k, sizeof k) : "", show_v ? " v:" : "",
-             show_v ? nf_report_dims(p->v_shape, p->v_rank, v, sizeof v) : "");
+             show_k ? nf_text_dims(p->k_shape, p->k_rank, k, sizeof k) : "", show_v ? " v:" : "",
+             show_v ? nf_text_dims(p->v_shape, p->v_rank, v, sizeof v) : "");
 }
 
 /* An aten op's operands, in its formula's order: "40x32, 32x64". */
 static void operands_text(const nf_problem *p, char *out, size_t len) {
     char a[96], b[96], c[96];
-    snprintf(out, len, "%s%s%s%s%s", nf_report_dims(p->q_shape, p->q_rank, a, sizeof a),
-             p->k_rank ? ", " : "", p->k_rank ? nf_report_dims(p->k_shape, p->k_rank, b, sizeof b) : "",
-             p->v_rank ? ", " : "", p->v_rank ? nf_report_dims(p->v_shape, p->v_rank, c, sizeof c) : "");
+    snprintf(out, len, "%s%s%s%s%s", nf_text_dims(p->q_shape, p->q_rank, a, sizeof a),
+             p->k_rank ? ", " : "", p->k_rank ? nf_text_dims(p->k_shape, p->k_rank, b, sizeof b) : "",
+             p->v_rank ? ", " : "", p->v_rank ? nf_text_dims(p->v_shape, p->v_rank, c, sizeof c) : "");
 }
 
 static const char *causal_text(const nf_problem *p, char *buf) {
@@ -91,12 +83,12 @@ static void row_cells(const nf_entry *e, nf_units units, char cells[NCOLS][CELL]
         snprintf(cells[COL_DIL], CELL, "-");
     } else {
         /* "3x3+5": a 3x3 window plus 5 additional key/value tokens */
-        snprintf(cells[COL_KERNEL], CELL, "%s", nf_report_dims(p->kernel, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_KERNEL], CELL, "%s", nf_text_dims(p->kernel, p->na_dim, tmp, sizeof tmp));
         if (p->extra_kv > 0)
             snprintf(cells[COL_KERNEL] + strlen(cells[COL_KERNEL]),
                      CELL - strlen(cells[COL_KERNEL]), "+%lld",
                      (long long)p->extra_kv);
-        snprintf(cells[COL_DIL], CELL, "%s", nf_report_dims(p->dilation, p->na_dim, tmp, sizeof tmp));
+        snprintf(cells[COL_DIL], CELL, "%s", nf_text_dims(p->dilation, p->na_dim, tmp, sizeof tmp));
     }
     snprintf(cells[COL_CAUSAL], CELL, "%s", p->kind == NF_KIND_ATEN ? "-" : causal_text(p, tmp));
     snprintf(cells[COL_DTYPE], CELL, "%s", text_or_dash(e->key.dtype));
@@ -207,17 +199,6 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
 
 /* ------------------------------------------------------------------- JSON */
 
-void nf_report_json_string(FILE *f, const char *s, bool ascii_only) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20 || (ascii_only && c >= 0x7f)) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_ints(FILE *f, const int64_t *v, int n) {
     fputc('[', f);
     for (int i = 0; i < n; i++) fprintf(f, i ? ", %lld" : "%lld", (long long)v[i]);
@@ -231,7 +212,7 @@ static void json_u128(FILE *f, nf_u128 v) {
 
 static void json_field_string(FILE *f, const char *name, const char *value) {
     fprintf(f, "\"%s\": ", name);
-    if (value) nf_report_json_string(f, value, false);
+    if (value) nf_text_json_string(f, value, false);
     else fputs("null", f);
 }
 
@@ -358,12 +339,12 @@ void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
         fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s\n",
                 nf_intern_str(e->key.op), nf_pass_name((nf_pass)e->key.pass),
                 nf_kind_name((nf_kind)p->kind), nf_intern_str(e->key.version),
-                nf_intern_str(e->key.backend), nf_report_dims(p->q_shape, p->q_rank, a, sizeof a),
-                nf_report_dims(p->k_shape, p->k_rank, b, sizeof b),
-                nf_report_dims(p->v_shape, p->v_rank, c, sizeof c),
-                attn ? "-" : nf_report_dims(p->kernel, p->na_dim, d, sizeof d),
-                attn ? "-" : nf_report_dims(p->stride, p->na_dim, s, sizeof s),
-                attn ? "-" : nf_report_dims(p->dilation, p->na_dim, g, sizeof g), causal_text(p, cz),
+                nf_intern_str(e->key.backend), nf_text_dims(p->q_shape, p->q_rank, a, sizeof a),
+                nf_text_dims(p->k_shape, p->k_rank, b, sizeof b),
+                nf_text_dims(p->v_shape, p->v_rank, c, sizeof c),
+                attn ? "-" : nf_text_dims(p->kernel, p->na_dim, d, sizeof d),
+                attn ? "-" : nf_text_dims(p->stride, p->na_dim, s, sizeof s),
+                attn ? "-" : nf_text_dims(p->dilation, p->na_dim, g, sizeof g), causal_text(p, cz),
                 (long long)p->extra_kv, nf_intern_str(e->key.dtype), nf_intern_str(e->key.device),
                 (unsigned long long)atomic_load(&((nf_entry *)e)->calls),
                 nf_u128_to_dec(e->flops_per_call, x), nf_u128_to_dec(entry_flops(e), y),

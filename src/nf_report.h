@@ -29,13 +29,6 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
 void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n);
 void nf_report_csv(FILE *f, nf_entry *const *entries, int n);
 
-/* "2x16x16x4x32", or "-" for no dims (n == 0). */
-const char *nf_report_dims(const int64_t *v, int n, char *buf, size_t len);
-
-/* s as a JSON string; ascii_only also escapes bytes from 0x7f up, one \u00XX each
- * (for names from outside, shown but not trusted to be UTF-8). */
-void nf_report_json_string(FILE *f, const char *s, bool ascii_only);
-
 /* The NATTEN version of the run, else of the entries ("" when none or unknown). */
 const char *nf_report_natten_version(const nf_run_info *run, nf_entry *const *entries, int n);
 

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nf_flush.h"
+
 static struct {
     atomic_bool valid;
     dev_t dev;
@@ -37,7 +39,7 @@ bool nf_stderr_write(const char *buf, size_t n) {
     sigset_t pipe_set, old, pending;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    nf_flush_real_sigmask(SIG_BLOCK, &pipe_set, &old);
     sigpending(&pending);
     bool was_pending = sigismember(&pending, SIGPIPE);
     int saved = errno;
@@ -59,7 +61,7 @@ bool nf_stderr_write(const char *buf, size_t n) {
             sigtimedwait(&pipe_set, NULL, &zero);
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    nf_flush_real_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return ok;
 }

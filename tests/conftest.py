@@ -21,6 +21,7 @@ def _interpreter(flag):
 
 PY021 = _interpreter("--python")
 PY017 = _interpreter("--python-017")
+PYNEW = _interpreter("--python-newest")
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,14 @@ def py017():
     if not Path(PY017).exists():
         pytest.fail("NATTEN 0.17 environment missing: run scripts/setup-test-env")
     return PY017
+
+
+@pytest.fixture(scope="session")
+def pynew():
+    """The newest torch on PyPI (2.15) with NATTEN 0.21: forward, compile, export."""
+    if not Path(PYNEW).exists():
+        pytest.fail("newest-torch environment missing: run scripts/setup-test-env")
+    return PYNEW
 
 
 def clean_env(**extra):

@@ -1,4 +1,4 @@
-"""atheris target for scripts/naflops's dump reader and validator.
+"""atheris target for the naflops package's dump reader and validator (python/naflops).
 
 Whatever the bytes, reading a dump gives a valid dump or raises naflops's own
 NaflopsError (anything else is a crash). Each input is read twice: as the file's bytes
@@ -13,9 +13,6 @@ another rank into a dump that passes again, with twice the calls.
       CORPUS_DIR tests/fuzz/seeds/dump
 """
 import copy
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,18 +22,7 @@ import atheris
 HERE = Path(__file__).resolve().parent
 
 
-class _FindNaflops(importlib.abc.MetaPathFinder):
-    """`import naflops` finds scripts/naflops (no .py), through sys.meta_path so that
-    atheris.instrument_imports instruments it."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "naflops":
-            return None
-        script = str(HERE.parent.parent / "scripts" / "naflops")
-        return importlib.util.spec_from_loader(name, importlib.machinery.SourceFileLoader(name, script))
-
-
-sys.meta_path.append(_FindNaflops())
+sys.path.insert(0, str(HERE.parent.parent / "python"))  # the naflops package
 with atheris.instrument_imports(include=["naflops"]):
     import naflops
 

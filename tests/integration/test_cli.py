@@ -1,4 +1,4 @@
-"""scripts/naflops, run as a separate process: report, merge and diff on dumps made
+"""scripts/naflops (the naflops package in python/), run as a separate process: report, merge and diff on dumps made
 here by hand, one clean line and exit status 2 for every kind of bad dump, and
 `naflops run` end to end with a real NATTEN 0.17 program."""
 import json
@@ -408,14 +408,15 @@ def test_run_finds_library(lib, tmp_path, layout, found):
     for d in layout[1:]:
         (tmp_path / d).mkdir()
         shutil.copy(lib, tmp_path / d / "libnaflops.so")
-    r = naflops("run", "--", "sh", "-c", 'echo "$LD_PRELOAD"', script=script)
+    package = ROOT / "python"  # the script alone: its package from PYTHONPATH
+    r = naflops("run", "--", "sh", "-c", 'echo "$LD_PRELOAD"', script=script, PYTHONPATH=package)
     if found:
         assert (r.returncode, r.stdout) == (0, f"{tmp_path / found / 'libnaflops.so'}\n")
     else:
         assert r.returncode == 2 and r.stdout == ""
         assert r.stderr.startswith("naflops: cannot find libnaflops.so (looked for ")
         assert "set NAFLOPS_LIB" in r.stderr and r.stderr.count("\n") == 1
-    r = naflops("run", "true", script=script, NAFLOPS_LIB=tmp_path / "missing.so")
+    r = naflops("run", "true", script=script, NAFLOPS_LIB=tmp_path / "missing.so", PYTHONPATH=package)
     assert (r.returncode, r.stderr) == (2, f"naflops: NAFLOPS_LIB={tmp_path / 'missing.so'}: no such file\n")
 
 

@@ -7,8 +7,6 @@ figures, the figures are the dump's, rows are largest first and the grouped row 
 the rest; no console error, nothing fetched but the page itself.
 
 Skips when Chromium is not installed, unless CI is set (then it fails)."""
-import importlib.machinery
-import importlib.util
 import json
 import os
 import random
@@ -28,11 +26,9 @@ TOP = 30
 
 
 def _cli():
-    loader = importlib.machinery.SourceFileLoader("naflops_cli", str(NAFLOPS))
-    spec = importlib.util.spec_from_loader("naflops_cli", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / "python"))  # the naflops package
+    import naflops
+    return naflops
 
 
 CLI = _cli()  # for si(), share(), ratio() and totals_of(): the figures the page must show
@@ -469,8 +465,8 @@ def test_cli_html_errors(demo, tmp_path):
 
 
 def test_installed_and_linked(lib, demo, tmp_path):
-    """make install puts the page's module beside bin/naflops; the CLI finds it from any
-    directory, and through a symbolic link to scripts/naflops."""
+    """make install puts the naflops package (the page's module with it) under lib/naflops;
+    bin/naflops finds it from any directory, and so does a symbolic link to scripts/naflops."""
     prefix = tmp_path / "prefix"
     r = subprocess.run(["make", "-s", "-o", lib, "install", f"PREFIX={prefix}",
                         f"BUILD={os.path.dirname(lib)}"], cwd=ROOT, capture_output=True, text=True,

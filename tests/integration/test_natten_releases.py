@@ -255,10 +255,10 @@ print(json.dumps([natten.__version__, found]))
 
 @pytest.mark.parametrize("version", ["0.15.1", "0.17.4", "0.20.1", "0.21.0", "0.21.7"])
 def test_table_ranges_match_release(version, tmp_path):
-    """Each row of hooks/natten_targets.c is in exactly the releases its range says."""
-    rows = ROW.findall((ROOT / "hooks" / "natten_targets.c").read_text())
+    """Each row of hooks/python/natten_targets.c is in exactly the releases its range says."""
+    rows = ROW.findall((ROOT / "hooks" / "python" / "natten_targets.c").read_text())
     newest = int(re.search(r"NF_NATTEN_NEWEST (\d+)",
-                           (ROOT / "hooks" / "natten_targets.h").read_text()).group(1))
+                           (ROOT / "hooks" / "python" / "natten_targets.h").read_text()).group(1))
     assert len(rows) > 30, rows
     env = {}
     py = {"0.17.4": PY017, "0.21.7": PY021}.get(version)
@@ -299,7 +299,7 @@ def test_unknown_release_is_said_once(py021, lib, tmp_path, version, words):
     init.write_text(init.read_text().replace('"0.21.99"', f'"{version}"'))
     r = run_both(py021, CALL_STANDIN, tmp_path, lib, PYTHONPATH=str(pkg))
     assert said(r) == [f"naflops: NATTEN {version} is {words} than the releases naflops knows "
-                     "(0.14 to 0.21): calls of na2d are counted by the rules of the releases "
+                     "(0.14 to 0.21): calls of na2d, neighborhood_attention_generic are counted by the rules of the releases "
                      "that have those names; any other entry point is not counted"]
     d = r.dump
     assert d["natten_version"] == version

@@ -1,4 +1,4 @@
-/* hooks/cupti_metrics.c: tensor-core metric selection, configuration images and pass
+/* hooks/cuda/cupti_metrics.c: tensor-core metric selection, configuration images and pass
  * counts for GH100, GA100 and GB100 through CUPTI's profiler host API, which needs no
  * GPU. libcupti comes from CUDA_HOME (the Makefile's, /usr/local/cuda by default);
  * without it every test is skipped with the reason.
@@ -10,7 +10,7 @@
 
 #include "nf_unit.h"
 
-#include "../../hooks/cupti_metrics.h"
+#include "../../hooks/cuda/cupti_metrics.h"
 
 #ifndef NF_CUDA_HOME
 #define NF_CUDA_HOME "/usr/local/cuda"

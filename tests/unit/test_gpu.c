@@ -1,5 +1,5 @@
 /* nf_gpu: kernel attribution, timing and CUDA-graph replay bookkeeping, driven by
- * recorded sequences of the events hooks/cupti_hooks.c turns CUPTI callbacks and
+ * recorded sequences of the events hooks/cuda/cupti_hooks.c turns CUPTI callbacks and
  * activity records into. Every test starts from an empty nf_gpu and ledger counts of
  * zero, and uses op names of its own. */
 #include <pthread.h>

@@ -1,11 +1,11 @@
-/* hooks/natten_release.c and the release ranges in hooks/natten_targets.c: which
+/* hooks/python/natten_release.c and the release ranges in hooks/python/natten_targets.c: which
  * NATTEN versions the table knows, and the line said for one it does not. */
 #include <stdio.h>
 #include <string.h>
 
 #include "nf_unit.h"
 
-#include "../../hooks/natten_release.h"
+#include "../../hooks/python/natten_release.h"
 
 static void classifies_versions(void **state) {
     (void)state;

@@ -1,52 +1,68 @@
-from typing import List
-import torch
+"""The stand-in's natten.functional: na2d -> neighborhood_attention_generic ->
+natten.backends.fna.cutlass_fna_generic -> torch.ops.natten.na2d_forward, NATTEN
+0.21.7's call path on a GPU with the CUTLASS FNA backend."""
+from typing import Optional
+
 from torch import Tensor
 
-def _flat(t):
-    B, H, W, h, d = t.shape
-    return t.reshape(B, H * W, h, d).transpose(1, 2)
+from natten.backends.fna import cutlass_fna_generic
 
-def _unflat(t, like):
-    return t.transpose(1, 2).reshape(like.shape).contiguous()
 
-# The stand-in's math: dense, unnormalised attention over the flattened tokens (any
-# deterministic function will do: the rule counts NATTEN's GEMMs from the shapes).
-def _attend(q, k, v):
-    s = q.shape[-1] ** -0.5
-    return _unflat((_flat(q) @ _flat(k).transpose(-1, -2) * s) @ _flat(v), q)
+def neighborhood_attention_generic(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    kernel_size,
+    stride=1,
+    dilation=1,
+    is_causal=False,
+    scale: Optional[float] = None,
+    additional_keys: Optional[Tensor] = None,
+    additional_values: Optional[Tensor] = None,
+    attention_kwargs: Optional[dict] = None,
+    backend: Optional[str] = None,
+    q_tile_shape=None,
+    kv_tile_shape=None,
+    backward_q_tile_shape=None,
+    backward_kv_tile_shape=None,
+    backward_kv_splits=None,
+    backward_use_pt_reduction: bool = False,
+    run_persistent_kernel: bool = True,
+    kernel_schedule=None,
+    torch_compile: bool = False,
+    return_lse: bool = False,
+):
+    return cutlass_fna_generic(query, key, value, kernel_size=kernel_size, stride=stride, dilation=dilation,
+                               is_causal=is_causal, scale=scale, q_tile_shape=q_tile_shape,
+                               kv_tile_shape=kv_tile_shape, return_lse=return_lse)
 
-@torch.library.custom_op("naflops_standin::na2d_forward", mutates_args=())
-def na2d_forward(q: Tensor, k: Tensor, v: Tensor, kernel_size: List[int]) -> Tensor:
-    return _attend(q, k, v)
 
-@na2d_forward.register_fake
-def _(q, k, v, kernel_size):
-    return torch.empty_like(q)
-
-@torch.library.custom_op("naflops_standin::na2d_backward", mutates_args=())
-def na2d_backward(g: Tensor, q: Tensor, k: Tensor, v: Tensor, kernel_size: List[int]) -> List[Tensor]:
-    s = q.shape[-1] ** -0.5
-    G, Q, K, V = _flat(g), _flat(q), _flat(k), _flat(v)
-    A = Q @ K.transpose(-1, -2) * s
-    dA = G @ V.transpose(-1, -2) * s
-    return [_unflat(dA @ K, q), _unflat(dA.transpose(-1, -2) @ Q, k), _unflat(A.transpose(-1, -2) @ G, v)]
-
-@na2d_backward.register_fake
-def _(g, q, k, v, kernel_size):
-    return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)]
-
-def _setup(ctx, inputs, output):
-    q, k, v, kernel_size = inputs
-    ctx.save_for_backward(q, k, v)
-    ctx.kernel_size = kernel_size
-
-def _backward(ctx, g):
-    q, k, v = ctx.saved_tensors
-    dq, dk, dv = na2d_backward(g, q, k, v, ctx.kernel_size)
-    return dq, dk, dv, None
-
-na2d_forward.register_autograd(_backward, setup_context=_setup)
-
-def na2d(query: Tensor, key: Tensor, value: Tensor, kernel_size, dilation=1, is_causal=False) -> Tensor:
-    ks = [kernel_size, kernel_size] if isinstance(kernel_size, int) else list(kernel_size)
-    return torch.ops.naflops_standin.na2d_forward(query, key, value, ks)
+def na2d(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    kernel_size,
+    stride=1,
+    dilation=1,
+    is_causal=False,
+    scale: Optional[float] = None,
+    additional_keys: Optional[Tensor] = None,
+    additional_values: Optional[Tensor] = None,
+    attention_kwargs: Optional[dict] = None,
+    backend: Optional[str] = None,
+    q_tile_shape=None,
+    kv_tile_shape=None,
+    backward_q_tile_shape=None,
+    backward_kv_tile_shape=None,
+    backward_kv_splits=None,
+    backward_use_pt_reduction: bool = False,
+    run_persistent_kernel: bool = True,
+    kernel_schedule=None,
+    torch_compile: bool = False,
+    return_lse: bool = False,
+):
+    return neighborhood_attention_generic(query, key, value, kernel_size=kernel_size, stride=stride,
+                                          dilation=dilation, is_causal=is_causal, scale=scale,
+                                          additional_keys=additional_keys, additional_values=additional_values,
+                                          backend=backend, q_tile_shape=q_tile_shape, kv_tile_shape=kv_tile_shape,
+                                          return_lse=return_lse)

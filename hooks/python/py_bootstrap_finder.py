@@ -1,0 +1,68 @@
+# The bootstrap, part 5: the import finder that wraps each target module the moment
+# it has finished executing, and the start: the finder first on sys.meta_path, the
+# report at exit, and whatever was imported before.
+
+
+class NaflopsFinder:
+    def find_spec(self, name, path=None, target=None):
+        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, export_trace):
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        exec_module = getattr(spec.loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        def exec_and_wrap(module, _exec=exec_module):
+            _exec(module)
+            try:
+                if name == "torch":
+                    torch_ready(module)
+                elif name in (dynamo_config, export_trace):
+                    register_logging(module)
+                elif name == dynamo_misc:
+                    route_to_root(module)
+                else:
+                    wrap_module(module)
+                    if name == "natten":
+                        natten_ready(module)
+            except Exception as e:  # never let the counter break an import
+                _c["failed"]("%s: %r" % (module.__name__, e))
+
+        exec_and_wrap.__code__ = importlib_code(exec_and_wrap.__code__)
+        try:
+            spec.loader.exec_module = exec_and_wrap
+        except Exception:
+            pass
+        return spec
+
+
+def importlib_code(code):
+    """code, filed as importlib's: CPython removes importlib's frames from an
+    import's traceback (up to _call_with_frames_removed), so a module that fails
+    to import shows no frame of the counter's."""
+    return code.replace(co_filename="<frozen importlib._bootstrap_external>")
+
+
+NaflopsFinder.find_spec.__code__ = importlib_code(NaflopsFinder.find_spec.__code__)
+
+import atexit
+
+atexit.register(_c["finish"])
+sys.meta_path.insert(0, NaflopsFinder())
+for name in targets:  # loaded before the finder was in place
+    if name in sys.modules:
+        wrap_module(sys.modules[name])
+if "natten" in sys.modules and "natten" not in targets:
+    natten_ready(sys.modules["natten"])
+if "torch" in sys.modules and hasattr(sys.modules["torch"], "__version__"):
+    torch_ready(sys.modules["torch"])

@@ -1,0 +1,100 @@
+/* What the Python adapter's files share, one line per file that provides it:
+ *   py_state.c            the wrapped functions, torch's refs, the pass (py_state.h)
+ *   py_backward.c         backward hooks and their counts
+ *   py_count.c            counting one call
+ *   py_wrapper.c          the eager call path (nf_py_wrapper_def)
+ *   py_compiled.c         the compiled path (builtins Dynamo calls after a graph)
+ *   py_bootstrap_side.c   the bootstrap's builtins, and running it
+ *   py_audit.c            the audit hook that starts it all (py_natten.h)
+ * Dependencies point one way: a file calls only files above it in this list
+ * (py_wrapper.c and py_compiled.c meet in py_state.c's nf_py_eager: the eager
+ * call open on the thread, and an epoch that lets the compiled path drop a call
+ * left open before an eager one began, so that no state outlives a failed compile
+ * or run). */
+#ifndef NF_PY_NATTEN_INTERNAL_H
+#define NF_PY_NATTEN_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../src/nf_ledger.h"
+#include "natten_targets.h"
+#include "py_api.h"
+
+/* One wrapped NATTEN function. Lives as long as the process. */
+typedef struct nf_wrap {
+    PyObject *original;
+    const nf_target *target;
+    uint16_t op;
+    int pos[NF_ROLE_COUNT];  /* parameter index of each role; -1: not a parameter */
+    int nparams;             /* every parameter, bound, is passed to the hot path */
+    int npos;                /* the first npos positionally, the rest by keyword */
+    PyObject *kwnames;       /* names of the keyword-only parameters, or NULL */
+    bool inner;              /* may run inside another counted op (0.21's generic) */
+    atomic_bool said;        /* a call of it could not be counted: said once */
+    atomic_bool said_window; /* its kernel size and a tensor's window disagreed: said once */
+} nf_wrap;
+
+/* nf_args_key for a call of w; a window that disagreed with the kernel size is said
+ * once (the key counts the window). 0, or -1 where the arguments cannot be read. */
+struct nf_argv;
+int nf_py_key(const nf_wrap *w, const struct nf_argv *a, nf_key *key);
+
+/* For a key already read: the window the call's output (QK) or argument (AV) holds
+ * per query, as nf_py_key checks. */
+void nf_py_check_window(const nf_wrap *w, nf_key *key, int64_t last_dim);
+
+/* A call of w ran but is not counted: counted as such, said once per op. */
+void nf_py_uncounted(const nf_wrap *w, const char *why);
+
+/* The wrapper with this token (its index), or NULL. */
+nf_wrap *nf_py_wrap(long token);
+
+/* Counts one call of key (forward or recompute) with the backend that ran it, and
+ * hooks its backward on the outputs that need gradients. Returns false when it could
+ * not be counted (said once). */
+bool nf_py_count(const nf_wrap *w, nf_key *key, uint16_t backend, PyObject *const *outputs, int n);
+
+/* The interned NATTEN version. */
+uint16_t nf_py_version(void);
+
+/* The backend id as NATTEN's legacy releases report it when no marker ran. */
+uint16_t nf_py_default_backend(void);
+
+/* "a" + "b" -> "a+b": an op whose parts ran on two backends. */
+uint16_t nf_py_join_backend(uint16_t current, const char *backend);
+
+/* The pass a forward call on this thread belongs to: recompute while the autograd
+ * engine runs (activation checkpointing), else forward. */
+uint8_t nf_py_forward_pass(void);
+
+/* py_backward.c. backward(order): the Python hook's builtin. */
+PyObject *nf_py_backward(PyObject *self, PyObject *order);
+/* Hooks the backward of entry e on the outputs of its call that need gradients. */
+void nf_py_attach_backward(PyObject *const *outs, int n, nf_entry *e);
+/* The tensors of a result (a tensor, or a tuple such as (output, lse)) that need
+ * gradients, borrowed; at most max. */
+int nf_py_grad_outputs(PyObject *result, PyObject **out, int max);
+
+/* py_count.c. Why a call's arguments could not be read, in words. */
+const char *nf_py_why_unreadable(const struct nf_argv *a, const nf_wrap *w);
+
+/* py_wrapper.c: the `hot` builtin each wrapper calls. */
+extern nf_py_method_def nf_py_wrapper_def;
+
+/* py_bootstrap_side.c: runs py_bootstrap.py with its builtins; 0 or -1. */
+int nf_py_run_bootstrap(void);
+
+/* The compiled path (py_compiled.c): C builtins Dynamo calls after a compiled graph. */
+extern nf_py_method_def nf_py_compiled_defs[3];
+int nf_py_compiled_init(void);
+/* py_state.c. Whether an eager NATTEN call is being counted on this thread (what
+ * it runs, compiled or not, is its own). */
+bool nf_py_eager_active(void);
+/* A backend marker ran, compiled, inside the eager call open on this thread. */
+void nf_py_eager_note_backend(const char *backend);
+/* A backend marker ran (eagerly) inside the open compiled call. */
+void nf_py_compiled_note_backend(const char *backend);
+
+#endif
