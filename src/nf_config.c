@@ -1,6 +1,8 @@
 #include "nf_config.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -78,6 +80,74 @@ static int parse_count(nf_getenv_fn get, nf_complain_fn fn, const char *name, un
     return 1;
 }
 
+/* Dotted Python identifiers (ASCII): "k_diffusion.sampling", "Sampler.sample". */
+static bool dotted_name(const char *s, size_t n) {
+    bool start = true;
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (start) return false;
+            start = true;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                   (!start && c >= '0' && c <= '9')) {
+            start = false;
+        } else {
+            return false;
+        }
+    }
+    return !start;
+}
+
+/* NAFLOPS_STEP: optimizer | backward | off | module:qualname. */
+static int parse_step(nf_getenv_fn get, nf_complain_fn fn, nf_config *cfg) {
+    const char *v = get("NAFLOPS_STEP");
+    if (v == NULL || *v == '\0') return 0;
+    if (strcasecmp(v, "optimizer") == 0) return cfg->step = NF_STEP_OPTIMIZER, 0;
+    if (strcasecmp(v, "off") == 0 || strcmp(v, "0") == 0) return cfg->step = NF_STEP_OFF, 0;
+    if (strcasecmp(v, "backward") == 0) return cfg->step = NF_STEP_BACKWARD, 0;
+    const char *colon = strchr(v, ':');
+    if (colon != NULL && strcmp(colon + 1, "") != 0 && dotted_name(v, (size_t)(colon - v)) &&
+        dotted_name(colon + 1, strlen(colon + 1)) && (size_t)(colon - v) < sizeof cfg->step_module &&
+        strlen(colon + 1) < sizeof cfg->step_qualname && strncmp(v, "__main__:", 9) != 0) {
+        memcpy(cfg->step_module, v, (size_t)(colon - v));
+        cfg->step_module[colon - v] = '\0';
+        strcpy(cfg->step_qualname, colon + 1);
+        cfg->step = NF_STEP_FUNCTION;
+        return 0;
+    }
+    complain(fn, "NAFLOPS_STEP", v,
+             "optimizer, backward, off, or an importable function as module:qualname, e.g. "
+             "k_diffusion.sampling:sample_euler (not __main__)",
+             "optimizer");
+    return 1;
+}
+
+/* NAFLOPS_PEAK: FLOP/s, a positive number with an optional k, M, G, T, P or E. */
+static int parse_peak(nf_getenv_fn get, nf_complain_fn fn, double *out) {
+    const char *v = get("NAFLOPS_PEAK");
+    if (v == NULL || *v == '\0') return 0;
+    char *end = NULL;
+    double x = (*v >= '0' && *v <= '9') || *v == '.' ? strtod(v, &end) : NAN;
+    if (end != NULL && *end != '\0') {
+        static const char suffix[] = "kMGTPE";
+        const char *s = strchr(suffix, *end);
+        if (s != NULL && *s != '\0' && end[1] == '\0')
+            for (const char *k = suffix; k <= s; k++) x *= 1000.0;
+        else
+            x = NAN;
+    }
+    if (isfinite(x) && x > 0 && x <= 1e21) {
+        *out = x;
+        return 0;
+    }
+    complain(fn, "NAFLOPS_PEAK", v,
+             "the device's peak in FLOP/s, a positive number with an optional k, M, G, T, P or E "
+             "(989T, 9.89e14)",
+             "the GPU table's peak, none on a CPU");
+    return 1;
+}
+
 bool nf_config_pattern_ok(const char *p) {
     for (; *p; p++) {
         if (*p != '%') continue;
@@ -113,6 +183,9 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
 
     bad += parse_count(get, fn, "NAFLOPS_FLUSH_SECONDS", &cfg->flush_seconds);
     bad += parse_count(get, fn, "NAFLOPS_FLUSH_OPS", &cfg->flush_ops);
+
+    bad += parse_step(get, fn, cfg);
+    bad += parse_peak(get, fn, &cfg->peak);
 
     const char *out = get("NAFLOPS_OUTPUT");
     if (out != NULL && *out != '\0') {

@@ -9,6 +9,13 @@
 typedef enum nf_format { NF_FORMAT_JSON = 0, NF_FORMAT_CSV } nf_format;
 typedef enum nf_summary { NF_SUMMARY_AUTO = 0, NF_SUMMARY_ALWAYS, NF_SUMMARY_NEVER } nf_summary;
 typedef enum nf_units { NF_UNITS_SI = 0, NF_UNITS_EXACT } nf_units;
+/* What ends a step (NAFLOPS_STEP). */
+typedef enum nf_step_mode {
+    NF_STEP_OPTIMIZER = 0, /* each torch.optim step (the default) */
+    NF_STEP_OFF,
+    NF_STEP_BACKWARD,      /* each outermost torch.autograd.backward (loss.backward()) */
+    NF_STEP_FUNCTION       /* each outermost call of step_module:step_qualname */
+} nf_step_mode;
 
 #define NF_PATH_MAX 4096
 
@@ -24,6 +31,10 @@ typedef struct nf_config {
     unsigned flush_seconds;       /* NAFLOPS_FLUSH_SECONDS: rewrite the dump this often; 0 off */
     unsigned flush_ops;           /* NAFLOPS_FLUSH_OPS: ... and after this many ops; 0 off */
     char output[NF_PATH_MAX];     /* NAFLOPS_OUTPUT, a pattern; "" for no dump */
+    nf_step_mode step;            /* NAFLOPS_STEP */
+    char step_module[256];        /* NF_STEP_FUNCTION: "k_diffusion.sampling" */
+    char step_qualname[256];      /*   "sample_euler", "Sampler.sample" */
+    double peak;                  /* NAFLOPS_PEAK: FLOP/s MFU divides by; 0: the GPU table's */
 } nf_config;
 
 /* Largest accepted NAFLOPS_FLUSH_* value. */

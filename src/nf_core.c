@@ -10,10 +10,13 @@
 
 #include "nf_dump.h"
 #include "nf_gpu.h"
+#include "nf_gpu_peak.h"
+#include "nf_intern.h"
 #include "nf_ledger.h"
 #include "nf_log.h"
 #include "nf_report.h"
 #include "nf_stderr.h"
+#include "nf_step.h"
 
 static nf_config config;
 static bool initialised;
@@ -55,6 +58,7 @@ void nf_core_init(void) {
     nf_config_defaults(&config);
     nf_config_parse(&config, env, nf_log_raw_line);
     anchor_output(&config);
+    nf_step_configure(&config);
     initialised = true;
 }
 
@@ -89,6 +93,42 @@ static bool after_exec_path(char *path, size_t len) {
     return false;
 }
 
+/* The peak MFU divides by: NAFLOPS_PEAK, else the GPU table's dense peak for the chip
+ * and dtype that did most of the model's FLOPs on a CUDA device; 0 when neither. */
+static double peak_of(const nf_config *cfg, nf_entry *const *entries, int n, char *src, size_t len) {
+    if (cfg->peak > 0) {
+        snprintf(src, len, "NAFLOPS_PEAK");
+        return cfg->peak;
+    }
+    static nf_gpu_info info; /* guarded by write_lock */
+    nf_gpu_info_now(&info);
+    nf_u128 best = 0;
+    const char *dtype = NULL;
+    int device = -1;
+    for (int i = 0; i < n; i++) {
+        const nf_entry *e = entries[i];
+        const char *dev = nf_intern_str(e->key.device);
+        if (e->key.pass > NF_PASS_BACKWARD || strncmp(dev, "cuda", 4) != 0) continue;
+        nf_u128 sum = 0; /* this (device, dtype)'s model FLOPs */
+        for (int j = 0; j < n; j++)
+            if (entries[j]->key.device == e->key.device && entries[j]->key.dtype == e->key.dtype &&
+                entries[j]->key.pass <= NF_PASS_BACKWARD)
+                sum = nf_u128_add_sat(sum, nf_u128_mul_sat(entries[j]->flops_per_call,
+                                                           atomic_load(&entries[j]->calls)));
+        if (sum > best) {
+            best = sum;
+            dtype = nf_intern_str(e->key.dtype);
+            device = dev[4] == ':' ? atoi(dev + 5) : 0;
+        }
+    }
+    if (dtype == NULL || device < 0 || device >= NF_GPU_DEVICES_MAX || info.chip[device][0] == '\0')
+        return 0;
+    double tflops = nf_gpu_peak_tflops(info.chip[device], dtype);
+    if (tflops <= 0) return 0;
+    snprintf(src, len, "%s %s dense", info.chip[device], dtype);
+    return tflops * 1e12;
+}
+
 typedef struct dump_args {
     const nf_run_info *run;
     nf_entry **entries;
@@ -116,6 +156,8 @@ static atomic_bool finished, said_flush_failed;
 static void write_report(bool final) {
     static nf_entry *entries[NF_LEDGER_CAPACITY];
     static nf_entry frozen[NF_LEDGER_CAPACITY]; /* guarded by write_lock */
+    static nf_step_view steps;                  /* guarded by write_lock */
+    static char peak_source[96];
     const nf_config *cfg = nf_core_config();
     if (cfg->disabled) return;
     pthread_mutex_lock(&write_lock);
@@ -133,6 +175,11 @@ static void write_report(bool final) {
         .natten_version = natten_version,
         .uncounted = atomic_load(&uncounted),
     };
+    if (nf_step_view_now(&steps)) {
+        run.steps = &steps;
+        run.peak = peak_of(cfg, entries, n, peak_source, sizeof peak_source);
+        run.peak_source = peak_source;
+    }
 
     bool dump_failed = false;
     /* The final dump is written, counted or not, by a program that imported natten,
@@ -184,6 +231,7 @@ static void write_report(bool final) {
             FILE *m = open_memstream(&text, &len);
             if (m != NULL) {
                 nf_report_table(m, &run, entries, n, cfg->units);
+                if (run.steps) nf_step_report_table(m, run.steps, run.peak, run.peak_source, cfg->units);
                 nf_gpu_report_table(m, entries, n); /* nothing when no GPU work was seen */
                 if (fclose(m) == 0) {
                     fflush(stderr);
@@ -214,4 +262,5 @@ void nf_core_after_fork_child(void) {
     nf_ledger_reset();
     atomic_store(&uncounted, 0);
     nf_gpu_reset();
+    nf_step_reset();
 }

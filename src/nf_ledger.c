@@ -2,12 +2,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Open addressing over atomic pointers: slots go from NULL to an entry once and
  * never change again, so lookups need no lock. */
 static _Atomic(nf_entry *) slots[NF_LEDGER_CAPACITY];
 static _Atomic uint32_t created;
 static atomic_bool overflowed;
+static _Atomic uint64_t first_ns;
 
 void nf_key_init(nf_key *key) { memset(key, 0, sizeof *key); }
 
@@ -50,6 +52,13 @@ nf_entry *nf_ledger_entry(const nf_key *key) {
         if (e == NULL) {
             if (fresh == NULL && (fresh = new_entry(key)) == NULL) return NULL;
             fresh->order = atomic_fetch_add(&created, 1);
+            if (atomic_load_explicit(&first_ns, memory_order_relaxed) == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                uint64_t zero = 0;
+                atomic_compare_exchange_strong(&first_ns, &zero,
+                                               (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+            }
             nf_entry *expected = NULL;
             if (atomic_compare_exchange_strong(slot, &expected, fresh)) return fresh;
             e = expected; /* another thread filled this slot first */
@@ -102,7 +111,10 @@ void nf_ledger_reset(void) {
         nf_entry *e = atomic_load_explicit(&slots[i], memory_order_acquire);
         if (e != NULL) atomic_store_explicit(&e->calls, 0, memory_order_relaxed);
     }
+    atomic_store(&first_ns, 0);
 }
+
+uint64_t nf_ledger_first_ns(void) { return atomic_load(&first_ns); }
 
 bool nf_ledger_overflowed(void) { return atomic_load(&overflowed); }
 
@@ -114,9 +126,35 @@ nf_totals nf_totals_of(nf_entry *const *entries, int n) {
         unsigned pass = entries[i]->key.pass < NF_PASS_COUNT ? entries[i]->key.pass : 0;
         t.flops[pass] = nf_u128_add_sat(t.flops[pass], f);
         t.all = nf_u128_add_sat(t.all, f);
-        if (nf_problem_is_natten(&entries[i]->key.problem)) t.natten = nf_u128_add_sat(t.natten, f);
-        else t.other = nf_u128_add_sat(t.other, f);
+        if (nf_problem_is_natten(&entries[i]->key.problem)) {
+            t.natten = nf_u128_add_sat(t.natten, f);
+            if (pass == NF_PASS_FORWARD || pass == NF_PASS_BACKWARD)
+                t.natten_model = nf_u128_add_sat(t.natten_model, f);
+        } else {
+            t.other = nf_u128_add_sat(t.other, f);
+        }
         t.calls += calls;
+    }
+    return t;
+}
+
+nf_totals nf_ledger_totals(void) {
+    nf_entry *batch[64];
+    nf_totals t = {0};
+    int n = 0;
+    for (size_t i = 0; i <= NF_LEDGER_CAPACITY; i++) {
+        nf_entry *e = i < NF_LEDGER_CAPACITY ? atomic_load_explicit(&slots[i], memory_order_acquire) : NULL;
+        if (e != NULL) batch[n++] = e;
+        if (n == 64 || (i == NF_LEDGER_CAPACITY && n > 0)) {
+            nf_totals part = nf_totals_of(batch, n);
+            for (int p = 0; p < NF_PASS_COUNT; p++) t.flops[p] = nf_u128_add_sat(t.flops[p], part.flops[p]);
+            t.all = nf_u128_add_sat(t.all, part.all);
+            t.natten = nf_u128_add_sat(t.natten, part.natten);
+            t.natten_model = nf_u128_add_sat(t.natten_model, part.natten_model);
+            t.other = nf_u128_add_sat(t.other, part.other);
+            t.calls += part.calls;
+            n = 0;
+        }
     }
     return t;
 }

@@ -69,10 +69,19 @@ typedef struct nf_totals {
     nf_u128 flops[NF_PASS_COUNT];
     nf_u128 all;
     nf_u128 natten; /* NATTEN's ops, both passes */
+    nf_u128 natten_model; /* NATTEN's forward + backward */
     nf_u128 other;  /* the other aten ops (whole-model count), both passes */
     uint64_t calls;
 } nf_totals;
 
 nf_totals nf_totals_of(nf_entry *const *entries, int n);
+
+/* Totals over the whole ledger now, read in place (no copy, no sort): what a step
+ * boundary takes, a few hundred nanoseconds for a hundred signatures. */
+nf_totals nf_ledger_totals(void);
+
+/* CLOCK_MONOTONIC nanoseconds at which the first signature was entered (the
+ * program's first counted work); 0 before that. */
+uint64_t nf_ledger_first_ns(void);
 
 #endif

@@ -317,6 +317,10 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
     json_u128(f, t.other);
     fprintf(f, ", \"calls\": %llu, \"uncounted_calls\": %llu}", (unsigned long long)t.calls,
             (unsigned long long)run->uncounted);
+    if (run->steps != NULL) {
+        fputs(",\n  \"steps\": ", f);
+        nf_step_report_json(f, run->steps, run->peak, run->peak_source);
+    }
     if (nf_gpu_has_data()) { /* kernels, graphs, cross-check: only where CUDA ran */
         fputs(",\n  \"gpu\": ", f);
         nf_gpu_report_json(f, entries, n);

@@ -8,6 +8,7 @@
 
 #include "nf_config.h"
 #include "nf_ledger.h"
+#include "nf_step.h"
 
 /* Facts about the process that go into every report. */
 typedef struct nf_run_info {
@@ -18,11 +19,15 @@ typedef struct nf_run_info {
     const char *world_size;  /* WORLD_SIZE, or NULL */
     const char *natten_version; /* of the natten the program imported; "" when none */
     uint64_t uncounted;      /* NATTEN calls that ran but could not be counted */
+    const nf_step_view *steps; /* the steps, or NULL when none ended */
+    double peak;             /* FLOP/s for MFU; 0 when not known */
+    const char *peak_source; /* "NAFLOPS_PEAK", "GH100 bfloat16 dense" */
 } nf_run_info;
 
 /* naflops/2: passes "recompute" and "jvp"; totals flops = every pass (the hardware's
- * work), model_flops = forward + backward (the model's). */
-#define NF_SCHEMA "naflops/2"
+ * work), model_flops = forward + backward (the model's). naflops/3: /2 and, when
+ * steps ended, "steps" (nf_step_report_json). */
+#define NF_SCHEMA "naflops/3"
 
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units);

@@ -15,6 +15,7 @@
 #include "../../src/nf_ledger.h"
 #include "../../src/nf_log.h"
 #include "../../src/nf_scope.h"
+#include "../../src/nf_step.h"
 #include "../python/py_natten_internal.h" /* nf_py_version */
 #include "tensor_meta.h"
 #include "torch_observer.h"
@@ -174,7 +175,16 @@ static void natten_end(bool ran) {
     nf_flush_counted();
 }
 
-static const nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count, say, natten_begin, natten_end};
+static void step_event(nf_step_event what) {
+    switch (what) {
+    case NF_STEP_EVENT_OPTIMIZER_BEGIN: nf_step_optimizer_begin(); break;
+    case NF_STEP_EVENT_OPTIMIZER_END: nf_step_optimizer_end(); break;
+    case NF_STEP_EVENT_COMPILE: nf_step_note_compile(); break;
+    }
+}
+
+static const nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count,     say,
+                                      natten_begin,    natten_end,    step_event};
 
 static atomic_bool counts_natten;
 

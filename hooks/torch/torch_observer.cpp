@@ -58,8 +58,10 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 #include <unordered_map>
 
 namespace {
@@ -756,6 +758,61 @@ void install_natten() {
     natten_installed.store(true);
 }
 
+// torch.profiler.record_function regions, read for steps: torch.optim wraps every
+// Optimizer.step in one named "Optimizer.step#<class>.step", and Dynamo each compile
+// phase in one named "<phase> (dynamo_timed)". The regions run whether or not a
+// profiler is on: their ops are dispatcher ops the observer can sit on, so steps are
+// found with nothing the program can see.
+thread_local std::vector<const void *> open_steps; // this thread's open Optimizer.step regions
+
+bool starts_with(const std::string_view &s, const char *p) { return s.rfind(p, 0) == 0; }
+
+bool ends_with(const std::string_view &s, const char *p) {
+    size_t k = strlen(p);
+    return s.size() >= k && s.compare(s.size() - k, k, p) == 0;
+}
+
+void region_enter(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::jit::Stack *stack) {
+    int kind = 0; // 1: Optimizer.step, 2: a compile phase
+    if (!broken.load(std::memory_order_relaxed)) {
+        size_t n = op.schema().arguments().size();
+        if (n >= 1 && stack->size() >= n && (*stack)[stack->size() - n].isString()) {
+            std::string_view name = (*stack)[stack->size() - n].toStringView();
+            kind = starts_with(name, "Optimizer.step#") ? 1 : ends_with(name, " (dynamo_timed)") ? 2 : 0;
+        }
+    }
+    op.redispatchBoxed(after_us(ks), stack);
+    if (kind == 2) host->step_event(NF_STEP_EVENT_COMPILE);
+    if (kind == 1 && !stack->empty() && stack->back().isPtrType()) {
+        open_steps.push_back(stack->back().internalToPointer());
+        host->step_event(NF_STEP_EVENT_OPTIMIZER_BEGIN);
+    }
+}
+
+void region_exit(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::jit::Stack *stack) {
+    bool ours = !open_steps.empty() && !stack->empty() && stack->back().isPtrType() &&
+                stack->back().internalToPointer() == open_steps.back();
+    op.redispatchBoxed(after_us(ks), stack);
+    if (ours) {
+        open_steps.pop_back();
+        host->step_event(NF_STEP_EVENT_OPTIMIZER_END);
+    }
+}
+
+void install_regions() {
+    auto *lib = new torch::Library(torch::Library::IMPL, "profiler", c10::DispatchKey::BackendSelect,
+                                   __FILE__, __LINE__);
+    auto &dispatcher = c10::Dispatcher::singleton();
+    auto enter = dispatcher.findOp(c10::OperatorName("profiler::_record_function_enter_new", ""));
+    auto exit = dispatcher.findOp(c10::OperatorName("profiler::_record_function_exit", "_RecordFunction"));
+    if (!enter || !exit || enter->hasKernelForDispatchKey(c10::DispatchKey::BackendSelect) ||
+        exit->hasKernelForDispatchKey(c10::DispatchKey::BackendSelect))
+        return; // not this torch's record_function: no steps from optimizers
+    lib->impl("_record_function_enter_new", torch::CppFunction::makeFromBoxedFunction<&region_enter>());
+    lib->impl("_record_function_exit._RecordFunction",
+              torch::CppFunction::makeFromBoxedFunction<&region_exit>());
+}
+
 template <Formula F>
 torch::CppFunction boxed() {
     return torch::CppFunction::makeFromBoxedFunction<&kernel<F>>();
@@ -814,6 +871,7 @@ extern "C" __attribute__((visibility("default"))) int naflops_observer_start(
     try {
         install();
         install_natten();
+        install_regions();
     } catch (const std::exception &e) {
         char line[256];
         snprintf(line, sizeof line, "could not register the libtorch observer (%s); the whole-model count is off", e.what());

@@ -15,9 +15,15 @@
 extern "C" {
 #endif
 
-#define NF_OBSERVER_ABI 3
+#define NF_OBSERVER_ABI 4
 #define NF_ATEN_MAX_SHAPES 3
 #define NF_ATEN_MAX_RANK 6
+
+typedef enum nf_step_event {
+    NF_STEP_EVENT_OPTIMIZER_BEGIN = 0,
+    NF_STEP_EVENT_OPTIMIZER_END,
+    NF_STEP_EVENT_COMPILE
+} nf_step_event;
 
 /* One counted aten op call. */
 typedef struct nf_aten_call {
@@ -63,6 +69,10 @@ typedef struct nf_observer_host {
      * the op returned (a call that raised did no work and is not counted). */
     bool (*natten_begin)(const nf_natten_call *call);
     void (*natten_end)(bool ran);
+    /* torch.profiler.record_function regions the counter reads (they run whether or
+     * not a profiler is on): an outermost Optimizer.step began or returned on this
+     * thread, or torch.compile compiled (Dynamo's "... (dynamo_timed)" regions). */
+    void (*step_event)(nf_step_event what);
 } nf_observer_host;
 
 /* Exported by the observer. start registers the kernels; 0 on success, else -1
