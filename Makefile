@@ -57,7 +57,7 @@ observer-default: $(LIB)
 # The bootstrap Python source, as one C string literal.
 # In this order: one private namespace, each piece using the names of those before it.
 BOOTSTRAP_PY := hooks/python/py_bootstrap.py hooks/python/py_bootstrap_dynamo.py hooks/python/py_bootstrap_traced.py \
-                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_finder.py
+                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py hooks/python/py_bootstrap_finder.py
 $(BOOTSTRAP_H): $(BOOTSTRAP_PY)
 	@mkdir -p $(dir $@)
 	awk 'BEGIN { print "static const char nf_py_bootstrap_source[] =" } \

@@ -220,6 +220,9 @@ static void write_report(bool final) {
         }
     }
     if (final) {
+        if (nf_step_target_missing() && (n > 0 || cfg->summary == NF_SUMMARY_ALWAYS))
+            nf_log("NAFLOPS_STEP=%s:%s: the program never imported %s; no steps were counted",
+                   cfg->step_module, cfg->step_qualname, cfg->step_module);
         if (nf_ledger_overflowed())
             nf_log("more than %d distinct op signatures; later ones were not counted",
                    NF_LEDGER_CAPACITY);

@@ -159,6 +159,10 @@ void nf_step_call_end(void) {
 
 void nf_step_note_compile(void) { atomic_store(&compiling, true); }
 
+static atomic_bool target_found;
+void nf_step_target_found(void) { atomic_store(&target_found, true); }
+bool nf_step_target_missing(void) { return mode == NF_STEP_FUNCTION && !atomic_load(&target_found); }
+
 void nf_step_set_gpu_clock(uint64_t (*now)(void)) {
     pthread_mutex_lock(&lock);
     gpu_now = now;

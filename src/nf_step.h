@@ -68,6 +68,10 @@ void nf_step_optimizer_begin(void);
 void nf_step_optimizer_end(void);
 /* NAFLOPS_STEP's function returned (the hook counts outermost calls itself). */
 void nf_step_call_end(void);
+/* NAFLOPS_STEP's function was wrapped (else the summary says it never was). */
+void nf_step_target_found(void);
+bool nf_step_target_missing(void);
+
 /* torch.compile compiled something: the step running now is a compiling step. */
 void nf_step_note_compile(void);
 

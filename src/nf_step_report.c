@@ -55,10 +55,10 @@ void nf_step_report_table(FILE *f, const nf_step_view *v, double peak, const cha
         model += r->model;
         natten += r->natten;
     }
-    fprintf(f, "naflops: per step  model %s  hardware %s  NATTEN %.1f%%  (steady state: %llu steps)\n",
+    fprintf(f, "naflops: per step  model %s  hardware %s  NATTEN %.1f%%  (steady state: %llu step%s)\n",
             flops_text(st.model_per_step, units, a, sizeof a),
             flops_text(st.hardware_per_step, units, b, sizeof b),
-            share(natten, model), (unsigned long long)st.steps);
+            share(natten, model), (unsigned long long)st.steps, st.steps == 1 ? "" : "s");
     fprintf(f, "naflops: step time median %s  (p10 %s, p90 %s)  achieved %s\n",
             seconds(st.seconds_median, a, sizeof a), seconds(st.seconds_p10, b, sizeof b),
             seconds(st.seconds_p90, c, sizeof c), si(st.flops_per_s_median, "FLOP/s", d, sizeof d));

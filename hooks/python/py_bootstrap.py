@@ -1,6 +1,6 @@
 # Run once by libnaflops.so (py_bootstrap_side.c), as the concatenation of
 # py_bootstrap.py, py_bootstrap_dynamo.py, py_bootstrap_traced.py,
-# py_bootstrap_wrap.py and py_bootstrap_finder.py (in that order; the Makefile
+# py_bootstrap_wrap.py, py_bootstrap_step.py and py_bootstrap_finder.py (in that order; the Makefile
 # embeds them as one C string) in a private globals dict, never a module's: no name
 # reaches the program. Run inside the first "import" audit event for a natten
 # module or for torch. `_c` holds the C side:
@@ -12,7 +12,9 @@
 #       C needs from torch and from here;
 #   set_version(str), failed(str), finish(), torch_ready(version),
 #   natten_ready(version): natten has finished importing (says a release the
-#       target table does not know).
+#       target table does not know);
+#   step_target() -> (module, qualname) or None, step_make(original) -> the
+#       builtin a step function's wrapper calls, step_failed(str): NAFLOPS_STEP.
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
 # executing, before any sibling can copy its functions with `from m import f`

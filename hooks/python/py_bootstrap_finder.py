@@ -1,11 +1,13 @@
-# The bootstrap, part 5: the import finder that wraps each target module the moment
+# The bootstrap, part 6: the import finder that wraps each target module the moment
 # it has finished executing, and the start: the finder first on sys.meta_path, the
 # report at exit, and whatever was imported before.
 
 
 class NaflopsFinder:
     def find_spec(self, name, path=None, target=None):
-        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, export_trace):
+        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, export_trace) and (
+            step_target is None or name != step_target[0]
+        ):
             return None
         for finder in sys.meta_path:
             if finder is self:
@@ -35,6 +37,8 @@ class NaflopsFinder:
                     wrap_module(module)
                     if name == "natten":
                         natten_ready(module)
+                if step_target is not None and name == step_target[0]:
+                    wrap_step(module)
             except Exception as e:  # never let the counter break an import
                 _c["failed"]("%s: %r" % (module.__name__, e))
 
@@ -66,3 +70,5 @@ if "natten" in sys.modules and "natten" not in targets:
     natten_ready(sys.modules["natten"])
 if "torch" in sys.modules and hasattr(sys.modules["torch"], "__version__"):
     torch_ready(sys.modules["torch"])
+if step_target is not None and step_target[0] in sys.modules:
+    wrap_step(sys.modules[step_target[0]])

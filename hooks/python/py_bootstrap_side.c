@@ -262,6 +262,11 @@ int nf_py_run_bootstrap(void) {
         if (fn == NULL || P.PyDict_SetItemString(c, nf_py_compiled_defs[i].ml_name, fn) != 0) goto out;
         P.Py_DecRef(fn);
     }
+    for (size_t i = 0; i < sizeof nf_py_step_defs / sizeof nf_py_step_defs[0]; i++) {
+        PyObject *fn = P.PyCFunction_NewEx(&nf_py_step_defs[i], NULL, module);
+        if (fn == NULL || P.PyDict_SetItemString(c, nf_py_step_defs[i].ml_name, fn) != 0) goto out;
+        P.Py_DecRef(fn);
+    }
     if (P.PyDict_SetItemString(globals, "_c", c) != 0) goto out;
     code = P.Py_CompileString(nf_py_bootstrap_source, "<naflops bootstrap>", NF_PY_FILE_INPUT);
     if (code == NULL) goto out;

@@ -150,6 +150,23 @@ def dress(original, index, is_compiling, can_reorder):
         + ("    return _naflops_hot(%s)" % bound,)
     )
     source = chr(10).join(lines) + chr(10)
+    scope = {  # no __name__: Dynamo would import a module by that name
+        "__builtins__": __builtins__,
+        "_naflops_compiling": is_compiling,
+        "_naflops_describe": describe,
+        "_naflops_grads": grads,
+        "_naflops_begin": begin,
+        "_naflops_mark": mark,
+        "_naflops_end": end,
+        "_naflops_original": original,
+        "_naflops_hot": hot,
+    }
+    return build(original, source, scope)
+
+
+def build(original, source, scope):
+    """The function source defines, run in scope, dressed as original: its code
+    filed at original's file and definition line, its attributes original's."""
     code = compile(source, original.__code__.co_filename, "exec")
     fn_code = next(c for c in code.co_consts if hasattr(c, "co_code"))
     replace = {"co_firstlineno": original.__code__.co_firstlineno}
@@ -163,17 +180,6 @@ def dress(original, index, is_compiling, can_reorder):
         replace["co_linetable"] = table
     fn_code = fn_code.replace(**replace)
     skip_frame(fn_code)
-    scope = {  # no __name__: Dynamo would import a module by that name
-        "__builtins__": __builtins__,
-        "_naflops_compiling": is_compiling,
-        "_naflops_describe": describe,
-        "_naflops_grads": grads,
-        "_naflops_begin": begin,
-        "_naflops_mark": mark,
-        "_naflops_end": end,
-        "_naflops_original": original,
-        "_naflops_hot": hot,
-    }
     import types
 
     fn = types.FunctionType(fn_code, scope, original.__name__, original.__defaults__, None)

@@ -88,6 +88,8 @@ int nf_py_run_bootstrap(void);
 
 /* The compiled path (py_compiled.c): C builtins Dynamo calls after a compiled graph. */
 extern nf_py_method_def nf_py_compiled_defs[3];
+/* py_step.c: step_target(), step_make(original), step_failed(why): NAFLOPS_STEP */
+extern nf_py_method_def nf_py_step_defs[3];
 int nf_py_compiled_init(void);
 /* py_state.c. Whether an eager NATTEN call is being counted on this thread (what
  * it runs, compiled or not, is its own). */

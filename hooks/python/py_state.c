@@ -54,6 +54,22 @@ PyObject *nf_py_tuple_of(PyObject *const *items, Py_ssize_t n) {
     return t;
 }
 
+/* Calls fn with npos positional arguments, then the values of kwnames (or NULL). */
+PyObject *nf_py_call_vector(PyObject *fn, PyObject *const *args, Py_ssize_t npos, PyObject *kwnames) {
+    if (P.PyObject_Vectorcall != NULL) return P.PyObject_Vectorcall(fn, args, (size_t)npos, kwnames);
+    /* CPython without an exported vectorcall: build a tuple and a dict. */
+    Py_ssize_t nkw = kwnames ? P.PyTuple_Size(kwnames) : 0;
+    PyObject *tuple = nf_py_tuple_of(args, npos), *kwargs = NULL, *r = NULL;
+    if (tuple == NULL) return NULL;
+    if (nkw > 0 && (kwargs = P.PyDict_New()) != NULL)
+        for (Py_ssize_t j = 0; j < nkw; j++)
+            P.PyDict_SetItem(kwargs, P.PyTuple_GetItem(kwnames, j), args[npos + j]);
+    if (nkw == 0 || kwargs != NULL) r = P.PyObject_Call(fn, tuple, kwargs);
+    P.Py_DecRef(tuple);
+    if (kwargs) P.Py_DecRef(kwargs);
+    return r;
+}
+
 PyObject *nf_py_call1(PyObject *fn, PyObject *a) {
     if (P.PyObject_Vectorcall) return P.PyObject_Vectorcall(fn, &a, 1, NULL);
     PyObject *t = nf_py_tuple_of(&a, 1), *r = NULL;

@@ -58,5 +58,7 @@ extern _Thread_local nf_py_frame nf_py_eager;
 PyObject *nf_py_call0(PyObject *fn);
 PyObject *nf_py_call1(PyObject *fn, PyObject *a);
 PyObject *nf_py_tuple_of(PyObject *const *items, Py_ssize_t n);
+/* fn with npos positional arguments, then the values of kwnames (or NULL). */
+PyObject *nf_py_call_vector(PyObject *fn, PyObject *const *args, Py_ssize_t npos, PyObject *kwnames);
 
 #endif

@@ -75,25 +75,9 @@ static bool does_no_work(PyObject *type) {
 
 /* ------------------------------------------------------------ the wrapper */
 
-/* Calls fn with npos positional arguments, then the values of kwnames (or NULL). */
-static PyObject *call_vector(PyObject *fn, PyObject *const *args, Py_ssize_t npos, PyObject *kwnames) {
-    if (P.PyObject_Vectorcall != NULL) return P.PyObject_Vectorcall(fn, args, (size_t)npos, kwnames);
-    /* CPython without an exported vectorcall: build a tuple and a dict. */
-    Py_ssize_t nkw = kwnames ? P.PyTuple_Size(kwnames) : 0;
-    PyObject *tuple = nf_py_tuple_of(args, npos), *kwargs = NULL, *r = NULL;
-    if (tuple == NULL) return NULL;
-    if (nkw > 0 && (kwargs = P.PyDict_New()) != NULL)
-        for (Py_ssize_t j = 0; j < nkw; j++)
-            P.PyDict_SetItem(kwargs, P.PyTuple_GetItem(kwnames, j), args[npos + j]);
-    if (nkw == 0 || kwargs != NULL) r = P.PyObject_Call(fn, tuple, kwargs);
-    P.Py_DecRef(tuple);
-    if (kwargs) P.Py_DecRef(kwargs);
-    return r;
-}
-
 /* The original, with every parameter bound: keyword-only ones by keyword. */
 static PyObject *call_original(const nf_wrap *w, PyObject *const *args) {
-    return call_vector(w->original, args, w->npos, w->nparams > w->npos ? w->kwnames : NULL);
+    return nf_py_call_vector(w->original, args, w->npos, w->nparams > w->npos ? w->kwnames : NULL);
 }
 
 static void argv_of(const nf_wrap *w, PyObject *const *args, nf_argv *a) {
@@ -192,7 +176,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
     if (w == NULL) return NULL;
     if (nargs != w->nparams || kwnames != NULL) /* not the generated function's call: pass on */
-        return call_vector(w->original, args, nargs, kwnames);
+        return nf_py_call_vector(w->original, args, nargs, kwnames);
 
     if (nf_py_eager.depth == 0 && w->target->backend == NULL)
         nf_py_eager.epoch++; /* a compiled call left open cannot hold this one */

@@ -311,7 +311,12 @@ void nf_torch_load(const char *version) {
     const nf_tensor_reader *(*get_reader)(void);
     *(void **)&get_reader = dlsym(so, "naflops_tensor_reader");
     tensor_reader = get_reader != NULL ? get_reader() : NULL;
-    if (!whole) return;
+    if (!whole) { /* NATTEN only: the observer still finds the optimizer's steps */
+        nf_observer_start_fn steps;
+        *(void **)&steps = dlsym(so, "naflops_observer_steps");
+        if (steps != NULL && nf_core_config()->step == NF_STEP_OPTIMIZER) steps(&host);
+        return;
+    }
     nf_observer_start_fn start;
     nf_observer_scope_fn enter, leave;
     *(void **)&start = dlsym(so, "naflops_observer_start");

@@ -881,6 +881,18 @@ extern "C" __attribute__((visibility("default"))) int naflops_observer_start(
     return 0;
 }
 
+// Only the optimizer's steps (NAFLOPS_WHOLE_MODEL=0): the region kernels, no counting.
+extern "C" __attribute__((visibility("default"))) int naflops_observer_steps(const nf_observer_host *h) {
+    if (h == nullptr || h->abi != NF_OBSERVER_ABI || host != nullptr) return -1;
+    host = h;
+    try {
+        install_regions();
+    } catch (...) {
+        return -1;
+    }
+    return 0;
+}
+
 extern "C" __attribute__((visibility("default"))) int naflops_observer_counts_natten(void) {
     return natten_installed.load() ? 1 : 0;
 }

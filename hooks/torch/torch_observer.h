@@ -80,6 +80,8 @@ typedef struct nf_observer_host {
  * NATTEN call (on the calling thread), so that the backward nodes it created are
  * recognised later and what runs inside them is left to NATTEN's rule. */
 typedef int (*nf_observer_start_fn)(const nf_observer_host *host);
+/* naflops_observer_steps (same type): with the whole-model count off, puts only the
+ * record_function kernels that find optimizer steps. */
 /* naflops_observer_counts_natten: 1 once start has put the observer's kernel on
  * NATTEN's dispatcher ops (so that those ops are counted there, and the compiled
  * path leaves them alone), else 0. */
