@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nf_log.h"
+#include "nf_step.h"
 
 /* ------------------------------------------------------------ u64 -> pointer map */
 
@@ -255,6 +256,7 @@ static void add_name(nf_gpu_op_stat *s, const nf_gpu_kernel *k, uint64_t ns) {
 
 void nf_gpu_kernel_record(const nf_gpu_kernel *k) {
     uint64_t ns = k->end_ns > k->start_ns ? k->end_ns - k->start_ns : 0;
+    nf_step_gpu_kernel(k->start_ns, k->end_ns); /* the step it ran in: busy time */
     pthread_mutex_lock(&lock);
     S.any = true;
     void *op = NULL;

@@ -24,6 +24,7 @@
 #include "../../src/nf_intern.h"
 #include "../../src/nf_log.h"
 #include "../../src/nf_scope.h"
+#include "../../src/nf_step.h"
 #include "cupti_metrics.h"
 
 static atomic_bool armed, injected, said_off, said_xc_off;
@@ -109,6 +110,7 @@ static struct {
     CUptiResult (*device_id)(CUcontext, uint32_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
     CUptiResult (*chip_name)(CUpti_Device_GetChipName_Params *);
+    CUptiResult (*timestamp)(uint64_t *);
     CUptiResult (*profiler_init)(CUpti_Profiler_Initialize_Params *);
 #if NF_CUPTI_HEADERS_RANGE_PROFILER
     CUptiResult (*rp_enable)(CUpti_RangeProfiler_Enable_Params *);
@@ -153,6 +155,12 @@ static void load_symbols(bool crosscheck) {
     (void)crosscheck;
 #endif
 #undef LOAD
+}
+
+/* The clock kernel records are timed by: step boundaries note where they fall on it. */
+static uint64_t cupti_now(void) {
+    uint64_t t = 0;
+    return C.timestamp != NULL && C.timestamp(&t) == CUPTI_SUCCESS ? t : 0;
 }
 
 /* ------------------------------------------------------------ activity buffers */
@@ -532,6 +540,7 @@ __attribute__((visibility("default"))) int InitializeInjection(void) {
         gpu_off("CUPTI would not enable the callbacks and kernel records this needs%s", "");
         return 1;
     }
+    nf_step_set_gpu_clock(cupti_now);
     /* Runs before the preload's report (atexit is last in, first out): the records of
      * the last kernels are in by then. */
     atexit(finish);

@@ -75,7 +75,8 @@ enum {
     X(node_id, cuptiGetGraphNodeId)                                                          \
     X(device_id, cuptiGetDeviceId)                                                           \
     X(result_string, cuptiGetResultString)                                                   \
-    X(chip_name, cuptiDeviceGetChipName)
+    X(chip_name, cuptiDeviceGetChipName)                                                     \
+    X(timestamp, cuptiGetTimestamp)
 /* The range profiler first: CUPTI 12.4 has cuptiProfilerInitialize but no
  * cuptiRangeProfilerEnable, which is the one named. */
 #define NF_CUPTI_CROSSCHECK_SYMS(X)                                                              \

@@ -345,6 +345,46 @@ static void test_bad_flush_counts(void **state) {
     }
 }
 
+static void test_step_good(void **state) {
+    (void)state;
+    assert_int_equal(parse_one("NAFLOPS_STEP", "optimizer", 0).step, NF_STEP_OPTIMIZER);
+    assert_int_equal(parse_one("NAFLOPS_STEP", "OFF", 0).step, NF_STEP_OFF);
+    assert_int_equal(parse_one("NAFLOPS_STEP", "backward", 0).step, NF_STEP_BACKWARD);
+    nf_config c = parse_one("NAFLOPS_STEP", "k_diffusion.sampling:sample_euler", 0);
+    assert_int_equal(c.step, NF_STEP_FUNCTION);
+    assert_string_equal(c.step_module, "k_diffusion.sampling");
+    assert_string_equal(c.step_qualname, "sample_euler");
+    c = parse_one("NAFLOPS_STEP", "pkg.mod:Sampler.sample2", 0);
+    assert_string_equal(c.step_module, "pkg.mod");
+    assert_string_equal(c.step_qualname, "Sampler.sample2");
+}
+
+static void test_bad_step(void **state) {
+    (void)state;
+    const char *bad[] = {"sample", "m:", ":f", "m::f", "m:f.", ".m:f", "m:1f", "m f:g", "__main__:sample",
+                         "m:f:g", "optimiser"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        bad_value("NAFLOPS_STEP", bad[i],
+                  "optimizer, backward, off, or an importable function as module:qualname, e.g. "
+                  "k_diffusion.sampling:sample_euler (not __main__)",
+                  "optimizer");
+}
+
+static void test_peak(void **state) {
+    (void)state;
+    assert_true(parse_one("NAFLOPS_PEAK", "989T", 0).peak == 989e12);
+    assert_true(parse_one("NAFLOPS_PEAK", "9.89e14", 0).peak == 9.89e14);
+    assert_true(parse_one("NAFLOPS_PEAK", "1.5k", 0).peak == 1500.0);
+    assert_true(parse_one("NAFLOPS_PEAK", "2P", 0).peak == 2e15);
+    assert_true(parse_one("NAFLOPS_PEAK", "", 0).peak == 0);
+    const char *bad[] = {"0", "-5", "fast", "1e30", "989TF", "nan", "inf", "T", " 1", "1 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        bad_value("NAFLOPS_PEAK", bad[i],
+                  "the device's peak in FLOP/s, a positive number with an optional k, M, G, T, P or E "
+                  "(989T, 9.89e14)",
+                  "the GPU table's peak, none on a CPU");
+}
+
 static void test_bad_value_with_newline_stays_one_line(void **state) {
     (void)state;
     nf_config cfg = parse_one("NAFLOPS_FORMAT", "js\non\t", 1);
@@ -409,6 +449,9 @@ int main(void) {
         T(test_expand_path_bad_escape),
         T(test_flush_counts_good),
         T(test_bad_flush_counts),
+        T(test_step_good),
+        T(test_bad_step),
+        T(test_peak),
         T(test_bad_value_with_newline_stays_one_line),
         T(test_gpu_switches),
     };

@@ -170,7 +170,7 @@ static void test_json_header_and_ops(void **state) {
     nf_report_json(c.f, &run, e, 2);
     const char *t = capture_close(&c);
     assert_json(t);
-    assert_contains(t, "\"schema\": \"naflops/2\"");
+    assert_contains(t, "\"schema\": \"naflops/3\"");
     assert_contains(t, "\"pid\": 4242");
     assert_contains(t, "\"host\": \"node7\"");
     assert_contains(t, "\"rank\": \"0\", \"local_rank\": null, \"world_size\": \"2\"");
