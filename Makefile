@@ -166,6 +166,7 @@ soak: $(LIB) env
 bench: $(LIB) env observers
 	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
 	scripts/bench-call --lib $(abspath $(LIB))
+	scripts/bench-step --lib $(abspath $(LIB))
 
 # The observer compiled (not linked) against the headers of every torch minor release
 # from 2.5 to the newest on PyPI, fetched with range requests; a Markdown table on

@@ -8,6 +8,9 @@
  * never change again, so lookups need no lock. */
 static _Atomic(nf_entry *) slots[NF_LEDGER_CAPACITY];
 static _Atomic uint32_t created;
+/* Entries by creation order (a slot stays NULL where a creation lost a race): what
+ * nf_ledger_totals reads, without walking the whole table. */
+static _Atomic(nf_entry *) in_order[NF_LEDGER_CAPACITY];
 static atomic_bool overflowed;
 static _Atomic uint64_t first_ns;
 
@@ -60,7 +63,11 @@ nf_entry *nf_ledger_entry(const nf_key *key) {
                                                (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
             }
             nf_entry *expected = NULL;
-            if (atomic_compare_exchange_strong(slot, &expected, fresh)) return fresh;
+            if (atomic_compare_exchange_strong(slot, &expected, fresh)) {
+                if (fresh->order < NF_LEDGER_CAPACITY)
+                    atomic_store_explicit(&in_order[fresh->order], fresh, memory_order_release);
+                return fresh;
+            }
             e = expected; /* another thread filled this slot first */
         }
         if (memcmp(&e->key, key, sizeof *key) == 0) {
@@ -142,10 +149,12 @@ nf_totals nf_ledger_totals(void) {
     nf_entry *batch[64];
     nf_totals t = {0};
     int n = 0;
-    for (size_t i = 0; i <= NF_LEDGER_CAPACITY; i++) {
-        nf_entry *e = i < NF_LEDGER_CAPACITY ? atomic_load_explicit(&slots[i], memory_order_acquire) : NULL;
+    uint32_t made = atomic_load(&created);
+    size_t end = made < NF_LEDGER_CAPACITY ? made : NF_LEDGER_CAPACITY;
+    for (size_t i = 0; i <= end; i++) {
+        nf_entry *e = i < end ? atomic_load_explicit(&in_order[i], memory_order_acquire) : NULL;
         if (e != NULL) batch[n++] = e;
-        if (n == 64 || (i == NF_LEDGER_CAPACITY && n > 0)) {
+        if (n == 64 || (i == end && n > 0)) {
             nf_totals part = nf_totals_of(batch, n);
             for (int p = 0; p < NF_PASS_COUNT; p++) t.flops[p] = nf_u128_add_sat(t.flops[p], part.flops[p]);
             t.all = nf_u128_add_sat(t.all, part.all);

@@ -183,8 +183,10 @@ static void step_event(nf_step_event what) {
     }
 }
 
-static const nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count,     say,
-                                      natten_begin,    natten_end,    step_event};
+/* step_event is dropped (NULL: the observer leaves record_function alone) with
+ * NAFLOPS_STEP=off. */
+static nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count,     say,
+                                natten_begin,    natten_end,    step_event};
 
 static atomic_bool counts_natten;
 
@@ -311,10 +313,11 @@ void nf_torch_load(const char *version) {
     const nf_tensor_reader *(*get_reader)(void);
     *(void **)&get_reader = dlsym(so, "naflops_tensor_reader");
     tensor_reader = get_reader != NULL ? get_reader() : NULL;
+    if (nf_core_config()->step == NF_STEP_OFF) host.step_event = NULL;
     if (!whole) { /* NATTEN only: the observer still finds the optimizer's steps */
         nf_observer_start_fn steps;
         *(void **)&steps = dlsym(so, "naflops_observer_steps");
-        if (steps != NULL && nf_core_config()->step == NF_STEP_OPTIMIZER) steps(&host);
+        if (steps != NULL && host.step_event != NULL) steps(&host);
         return;
     }
     nf_observer_start_fn start;

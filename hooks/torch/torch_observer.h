@@ -71,7 +71,8 @@ typedef struct nf_observer_host {
     void (*natten_end)(bool ran);
     /* torch.profiler.record_function regions the counter reads (they run whether or
      * not a profiler is on): an outermost Optimizer.step began or returned on this
-     * thread, or torch.compile compiled (Dynamo's "... (dynamo_timed)" regions). */
+     * thread, or torch.compile compiled (Dynamo's "... (dynamo_timed)" regions).
+     * NULL: steps are off, and the observer puts no kernel on record_function. */
     void (*step_event)(nf_step_event what);
 } nf_observer_host;
 
