@@ -137,3 +137,31 @@ def test_program_output_unchanged(tmp_path):
     plain, _, _ = run(tmp_path, NA2D.format(dtype="float16"), preload=False)
     pre, _, _ = run(tmp_path, NA2D.format(dtype="float16"), NAFLOPS_CROSSCHECK="on")
     assert plain == pre
+
+
+def test_training_steps_gpu_busy_and_mfu(tmp_path):
+    """A bf16 training loop on the GPU: 4 optimizer steps, each with its FLOPs, a GPU
+    busy time no longer than the step, and MFU against the chip's dense bf16 peak."""
+    _, err, data = run(tmp_path, """
+        import torch, natten
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(256, 768, device="cuda", dtype=torch.bfloat16)
+        opt = torch.optim.SGD(lin.parameters(), lr=1e-3)
+        x = torch.randn(2, 32, 32, 256, device="cuda", dtype=torch.bfloat16)
+        for _ in range(4):
+            q, k, v = lin(x).chunk(3, dim=-1)
+            q, k, v = (t.reshape(2, 32, 32, 4, 64) for t in (q, k, v))
+            natten.na2d(q, k, v, kernel_size=7).float().square().mean().backward()
+            opt.step(); opt.zero_grad()
+        torch.cuda.synchronize()
+        """)
+    s = data["steps"]
+    assert s["count"] == 4 and s["warmup"] >= 1, s
+    per = {r["model_flops"] for r in s["records"]}
+    assert len(per) == 1 and per.pop() > 3 * NA2D_FWD
+    for r in s["records"]:
+        assert r["gpu_busy_seconds"] is not None and 0 < r["gpu_busy_seconds"] <= r["seconds"] * 1.01, r
+    assert s["peak_source"] and "bfloat16 dense" in s["peak_source"], s
+    st = s["steady"]
+    assert st and 0 < st["mfu_median"] < 1 and st["hfu_median"] >= st["mfu_median"], st
+    assert "naflops: MFU       " in err
