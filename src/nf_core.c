@@ -247,8 +247,21 @@ static void write_report(bool final) {
     pthread_mutex_unlock(&write_lock);
 }
 
+static void (*_Atomic before_finish[4])(void);
+
+void nf_core_before_finish(void (*fn)(void)) {
+    for (int i = 0; i < 4; i++) {
+        void (*expected)(void) = NULL;
+        if (atomic_compare_exchange_strong(&before_finish[i], &expected, fn)) return;
+    }
+}
+
 void nf_core_finish(void) {
     if (atomic_exchange(&finished, true)) return;
+    for (int i = 0; i < 4; i++) {
+        void (*fn)(void) = atomic_load(&before_finish[i]);
+        if (fn != NULL) fn();
+    }
     write_report(true);
 }
 

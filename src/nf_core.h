@@ -15,6 +15,10 @@ const nf_config *nf_core_config(void);
  * later calls (Python's atexit, then C's atexit) do nothing. */
 void nf_core_finish(void);
 
+/* fn runs first in nf_core_finish, once (the GPU adapter flushes CUPTI's last kernel
+ * records there, so that the report has them). At most 4. */
+void nf_core_before_finish(void (*fn)(void));
+
 /* Rewrites the dump with the counts so far (NAFLOPS_FLUSH_*); no summary. */
 void nf_core_flush(void);
 

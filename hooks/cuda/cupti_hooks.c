@@ -541,9 +541,9 @@ __attribute__((visibility("default"))) int InitializeInjection(void) {
         return 1;
     }
     nf_step_set_gpu_clock(cupti_now);
-    /* Runs before the preload's report (atexit is last in, first out): the records of
-     * the last kernels are in by then. */
-    atexit(finish);
+    /* Runs first in the report (from Python's end or C's atexit, whichever comes
+     * first): the records of the last kernels are in by then. */
+    nf_core_before_finish(finish);
     return 1;
 }
 

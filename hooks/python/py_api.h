@@ -88,6 +88,7 @@ typedef struct nf_py_allocator {
     X(PyObject *, Py_CompileString, (const char *, const char *, int), true)                 \
     X(PyObject *, PyEval_EvalCode, (PyObject *, PyObject *, PyObject *), true)               \
     X(PyObject *, PyEval_GetBuiltins, (void), true)                                          \
+    X(int, Py_AtExit, (void (*)(void)), false)                                               \
     X(void, PyMem_GetAllocator, (int, nf_py_allocator *), false)                             \
     X(void *, PyMem_RawMalloc, (size_t), false)
 

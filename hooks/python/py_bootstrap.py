@@ -10,7 +10,8 @@
 #       compiled path (below); backward(order): a backward pass of an entry;
 #   set_torch(torch, backward_hook, multi_grad_hook, nested_parts, has_tangent): what
 #       C needs from torch and from here;
-#   set_version(str), failed(str), finish(), torch_ready(version),
+#   set_version(str), failed(str), finish(), at_exit() (the report at the
+#       interpreter's end, from C; False: use atexit), torch_ready(version),
 #   natten_ready(version): natten has finished importing (says a release the
 #       target table does not know);
 #   step_target() -> (module, qualname) or None, step_make(original) -> the

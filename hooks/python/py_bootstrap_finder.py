@@ -59,9 +59,10 @@ def importlib_code(code):
 
 NaflopsFinder.find_spec.__code__ = importlib_code(NaflopsFinder.find_spec.__code__)
 
-import atexit
+if not _c["at_exit"]():
+    import atexit
 
-atexit.register(_c["finish"])
+    atexit.register(_c["finish"])
 sys.meta_path.insert(0, NaflopsFinder())
 for name in targets:  # loaded before the finder was in place
     if name in sys.modules:

@@ -213,7 +213,20 @@ static PyObject *py_torch_ready(PyObject *self, PyObject *version) {
     return nf_py_none();
 }
 
+/* at_exit() -> whether the report is registered with Py_AtExit: run at the interpreter's
+ * end, after the program's own atexit handlers and before an uncaught
+ * KeyboardInterrupt's SIGINT (which skips C's atexit), without importing Python's
+ * atexit module (-X importtime would list it). False: the bootstrap uses atexit. */
+static PyObject *py_at_exit(PyObject *self, PyObject *unused) {
+    (void)self, (void)unused;
+    bool ok = P.Py_AtExit != NULL && P.Py_AtExit(nf_core_finish) == 0;
+    PyObject *r = ok ? P.True : P.False;
+    P.Py_IncRef(r);
+    return r;
+}
+
 static nf_py_method_def c_defs[] = {
+    {"at_exit", (void *)py_at_exit, NF_METH_NOARGS, NULL},
     {"torch_ready", (void *)py_torch_ready, NF_METH_O, NULL},
     {"finish", (void *)py_finish, NF_METH_NOARGS, NULL},
     {"make", (void *)py_make, NF_METH_FASTCALL, NULL},

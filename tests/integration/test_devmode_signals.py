@@ -317,3 +317,24 @@ print("handler", int.from_bytes(act.raw[:8], "little"), "flags", act.raw[136:140
 """
     plain, pre = signal_twice(py021, lib, code, tmp_path, 0)
     assert plain.stdout.startswith("handler 0 ")
+
+
+# ------------------------------------------------------------ -X importtime
+
+def imported(py, code, env):
+    """The modules `-X importtime` lists, in order (its timings aside)."""
+    r = subprocess.run([py, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return [l.split("|")[-1].strip() for l in r.stderr.splitlines() if l.startswith("import time:")]
+
+
+@pytest.mark.parametrize("which", ["0.21", "0.17"])
+def test_importtime_module_order(py021, py017, lib, which):
+    """The report is registered from C (Py_AtExit): no atexit module imported early,
+    and nothing else of ours in -X importtime's list."""
+    py = py021 if which == "0.21" else py017
+    code = "import torch, natten\nimport natten.functional as F\n"
+    plain = imported(py, code, clean_env())
+    pre = imported(py, code, clean_env(LD_PRELOAD=lib, NAFLOPS_SUMMARY="never"))
+    assert len(plain) > 100 and pre == plain
