@@ -149,6 +149,7 @@ def run(args):
                        (args.summary, "NAFLOPS_SUMMARY"), (args.units, "NAFLOPS_UNITS"),
                        (args.flush_seconds, "NAFLOPS_FLUSH_SECONDS"),
                        (args.flush_ops, "NAFLOPS_FLUSH_OPS"),
+                       (args.step, "NAFLOPS_STEP"), (args.peak, "NAFLOPS_PEAK"),
                        ("0" if args.no_backward else None, "NAFLOPS_BACKWARD"),
                        ("0" if args.no_whole_model else None, "NAFLOPS_WHOLE_MODEL")):
         if value is not None:
@@ -172,4 +173,7 @@ def add_arguments(r):
     r.add_argument("--no-whole-model", action="store_true", help="NAFLOPS_WHOLE_MODEL=0")
     r.add_argument("--flush-seconds", type=flush_value, metavar="N", help="NAFLOPS_FLUSH_SECONDS")
     r.add_argument("--flush-ops", type=flush_value, metavar="N", help="NAFLOPS_FLUSH_OPS")
+    r.add_argument("--step", metavar="WHAT",
+                   help="NAFLOPS_STEP: optimizer, backward, off or module:qualname (the library checks it)")
+    r.add_argument("--peak", metavar="FLOPS", help="NAFLOPS_PEAK: the device's peak FLOP/s (989T, 9.89e14)")
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
