@@ -2,9 +2,10 @@
 runs lined up for a diff, and a dump written back as JSON."""
 import json
 
-from naflops.dumps import COUNTED, LIMIT, OP_FIELDS, PASSES, SCHEMA, show
+from naflops.dumps import COUNTED, LIMIT, OP_FIELDS, PASSES, SCHEMA, SCHEMA_STEPS, STEP_KEYS, show
 from naflops.figures import describe
 from naflops.errors import NaflopsError
+from naflops.steps import merge_steps, steps_json
 
 
 def signature(op, leave_out=COUNTED):
@@ -60,8 +61,10 @@ def check_same_run(named):
     return version and version[0]
 
 
-def merge(named):
-    """One dump summing the dumps [(name, doc)] of one run's ranks."""
+def merge(named, notes=None):
+    """One dump summing the dumps [(name, doc)] of one run's ranks; with steps, their
+    steps lined up (naflops.steps) and each rank's in steps_by_rank. Steps that cannot
+    be lined up add a line saying why to notes (a list)."""
     version = check_same_run(named)
     merged = {}
     for _, doc in named:
@@ -80,19 +83,35 @@ def merge(named):
         raise NaflopsError("merge: the merged counts reach 2^256, more than a dump holds")
     hosts = {doc["host"] for _, doc in named}
     ranks = [r for _, doc in named for r in doc.get("ranks", [doc["rank"]])]
-    return {"schema": SCHEMA, "pid": None, "host": hosts.pop() if len(hosts) == 1 else None,
-            "rank": None, "local_rank": None, "world_size": named[0][1]["world_size"],
-            "natten_version": version, "ranks": sorted(ranks, key=_rank_key), "ops": ops,
-            "totals": totals}
+    steps, by_rank, note = merge_steps(named, _rank_key)
+    if note and notes is not None:
+        notes.append(note)
+    merged = {"schema": SCHEMA_STEPS if by_rank else SCHEMA, "pid": None,
+              "host": hosts.pop() if len(hosts) == 1 else None, "rank": None,
+              "local_rank": None, "world_size": named[0][1]["world_size"],
+              "natten_version": version, "ranks": sorted(ranks, key=_rank_key), "ops": ops,
+              "totals": totals}
+    if steps:
+        merged["steps"] = steps
+    if by_rank:
+        merged["steps_by_rank"] = by_rank
+    return merged
 
 
 def to_json(doc):
-    """A dump laid out like the library's: one line per op."""
+    """A dump laid out like the library's: one line per op, then the steps (one line
+    per record) and each rank's."""
     head = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()
-            if k not in ("ops", "totals")]
+            if k not in ("ops", "totals") + STEP_KEYS]
     ops = ",\n".join("    " + json.dumps({k: op[k] for k in OP_FIELDS}) for op in doc["ops"])
     body = head + [f'  "ops": [\n{ops}\n  ]' if ops else '  "ops": []',
                    f'  "totals": {json.dumps(doc["totals"])}']
+    if "steps" in doc:
+        body.append(f'  "steps": {steps_json(doc["steps"])}')
+    if "steps_by_rank" in doc:
+        ranks = ",\n".join(f"    {json.dumps(k)}: {steps_json(s, '    ')}"
+                           for k, s in doc["steps_by_rank"].items())
+        body.append(f'  "steps_by_rank": {{\n{ranks}\n  }}')
     return "{\n" + ",\n".join(body) + "\n}\n"
 
 

@@ -1,12 +1,15 @@
-"""Reading and validating dumps: the library's JSON dumps (schemas naflops/1 and
-naflops/2), every field checked, a /1 dump read as /2. What is wrong is a NaflopsError
-whose text is the one line to print."""
+"""Reading and validating dumps: the library's JSON dumps (schemas naflops/1, /2 and
+/3), every field checked, a /1 dump read as /2; a /3 dump's steps are checked by
+naflops.stepcheck. What is wrong is a NaflopsError whose text is the one line to print."""
 import json
 
 from naflops.errors import NaflopsError
 
-SCHEMA = "naflops/2"       # what merge writes
-READS = ("naflops/1", "naflops/2")  # /2 adds the recompute pass and model/hardware totals
+SCHEMA = "naflops/2"        # what merge writes when no dump has steps
+SCHEMA_STEPS = "naflops/3"  # and when one has
+# /2 adds the recompute pass and model/hardware totals; /3 the optional "steps"
+READS = ("naflops/1", "naflops/2", "naflops/3")
+STEP_KEYS = ("steps", "steps_by_rank")  # /3's (steps_by_rank: a merged dump's)
 U128_MAX = 2**128 - 1   # the library's counts saturate here
 LIMIT = 2**256          # numbers in a dump must be below this
 PASSES = ("forward", "backward", "recompute", "jvp")
@@ -107,8 +110,9 @@ def _check_fields(obj, fields, where, fail):
 
 
 def validate(doc, name):
-    """Returns doc if it is a valid naflops/1 or /2 dump, else raises NaflopsError. A
-    naflops/1 dump comes back as /2 (no recompute: model = hardware = flops)."""
+    """Returns doc if it is a valid naflops/1, /2 or /3 dump, else raises NaflopsError.
+    A naflops/1 dump comes back as /2 (no recompute: model = hardware = flops); a /1 or
+    /2 dump's "steps", beyond its schema, are dropped."""
     def fail(message):
         raise NaflopsError(f"{name}: {message}")
 
@@ -157,6 +161,12 @@ def validate(doc, name):
     calls = sum(op["calls"] for op in doc["ops"])
     if totals["calls"] not in (calls, calls % 2**64):  # the library's total is 64-bit
         fail(f"totals.calls: {totals['calls']} is not the sum of the ops' calls ({calls})")
+    if doc["schema"] == SCHEMA_STEPS:
+        from naflops import stepcheck  # it builds on this module's checks
+        stepcheck.check(doc, fail)
+    else:
+        for key in STEP_KEYS:
+            doc.pop(key, None)
     if v1:
         totals.update(recompute_flops=0, recompute_macs=0, jvp_flops=0, jvp_macs=0,
                       model_flops=totals["flops"],
@@ -179,11 +189,14 @@ def read_bytes(name):
 
 
 def read_run(names):
-    """The valid dumps [(name, doc)] of one run's ranks, of one schema."""
+    """The valid dumps [(name, doc)] of one run's ranks, of one schema (/2 and /3 go
+    together)."""
     parsed = [(name, parse_dump(read_bytes(name), name)) for name in names]
     schemas = [(n, d["schema"]) for n, d in parsed if type(d) is dict and "schema" in d]
+    both = (SCHEMA, SCHEMA_STEPS)  # /3 is /2 with steps
+    alike = lambda a, b: a == b or (a in both and b in both)
     for name, schema in schemas[1:]:
-        if schema != schemas[0][1]:
+        if not alike(schema, schemas[0][1]):
             raise NaflopsError(f"{name}: schema {show(schema)}, but {schemas[0][0]} has "
                                f"{show(schemas[0][1])}: cannot merge dumps of different schemas")
     return [(name, validate(doc, name)) for name, doc in parsed]

@@ -77,15 +77,30 @@ def aligned(rows, right_from):
                      for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
 
 
-def title(doc):
-    who = ""
+def whose(doc):
+    """" of ranks 0, 1", " of pid 42, rank 0" or "": whose figures a title gives."""
     if "ranks" in doc:
-        who = " of ranks " + ", ".join(r if r is not None else "norank" for r in doc["ranks"])
-    elif doc["pid"] is not None:
-        who = f" of pid {doc['pid']}" + (f", rank {doc['rank']}" if doc["rank"] is not None else "")
+        return " of ranks " + ", ".join(r if r is not None else "norank" for r in doc["ranks"])
+    if doc["pid"] is not None:
+        return f" of pid {doc['pid']}" + (f", rank {doc['rank']}" if doc["rank"] is not None else "")
+    return ""
+
+
+def title(doc):
     version = next((op["natten_version"] for op in doc["ops"] if op["natten_version"]), "unknown")
     what = "FLOPs (NATTEN and the whole model)" if has_aten(doc) else "NATTEN FLOPs"
-    return f"{what}{who} (NATTEN {version})"
+    return f"{what}{whose(doc)} (NATTEN {version})"
+
+
+def seconds(s):
+    """A duration as the library's step lines print it: 1.234 s, 12.34 ms, 5.6 us."""
+    if s >= 1.0:
+        return f"{s:.3f} s"
+    return f"{s * 1e3:.2f} ms" if s >= 1e-3 else f"{s * 1e6:.1f} us"
+
+
+def percent(v):
+    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 def share(part, total):

@@ -1,5 +1,5 @@
-"""What the reading subcommands share: their --units and --format options, and writing
-the result (stdout, or a file replaced at once)."""
+"""What the reading subcommands share: their --units, --format and --by options, and
+writing the result (stdout, or a file replaced at once)."""
 import os
 import sys
 
@@ -7,6 +7,8 @@ from naflops.errors import NaflopsError
 
 UNITS = dict(choices=("si", "exact"), default="si", help="table figures (default si)")
 FORMATS = dict(choices=("table", "csv", "md"), default="table", help="default table")
+BY = dict(choices=("op", "step"), default="op",
+          help="one row per op signature (default) or per step (a naflops/3 dump's steps)")
 
 
 def write_out(text, path):
