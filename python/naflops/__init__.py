@@ -2,10 +2,13 @@
 
   cli          the argument parser and main()
   commands/    one module per subcommand: run, report, merge, diff
-  dumps        reading and validating dumps (naflops/1 and /2)
+  dumps        reading and validating dumps (naflops/1, /2 and /3)
+  stepcheck    validating a /3 dump's steps (and a merged dump's steps_by_rank)
+  steps        step figures: per record, the steady state, the ranks' steps lined up
   combine      merging the ranks of a run, lining up two runs, writing a dump
   figures      what the reporters share: SI figures, shares, an op's cells, the title
-  reporters/   table (and the text diff), csv, markdown, html
+  reporters/   table (and the text diff), csv, markdown, html; steps (--by step) and
+               html_steps (the page's Steps section)
 
 The names below are the old scripts/naflops module's, for the tests and the fuzzer."""
 from naflops.combine import diff_sides, merge, signature, to_json, totals_of

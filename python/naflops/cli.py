@@ -16,6 +16,9 @@
         --units si|exact     NAFLOPS_UNITS       --no-backward                NAFLOPS_BACKWARD=0
         --flush-seconds N    NAFLOPS_FLUSH_SECONDS   --flush-ops N            NAFLOPS_FLUSH_OPS
         --no-whole-model     NAFLOPS_WHOLE_MODEL=0: NATTEN's ops only
+        --step WHAT          NAFLOPS_STEP: what ends a step (optimizer, backward, off,
+                             module:qualname)
+        --peak FLOPS         NAFLOPS_PEAK: the device's peak FLOP/s, for MFU and HFU
       With the whole model on, when the program's Python (COMMAND, or its script's #!
       line) has a torch for which there is no observer beside the library or in
       $XDG_CACHE_HOME/naflops/observers/<torch version> (default ~/.cache), run first
@@ -30,36 +33,81 @@
       the dump has aten rows), without its "naflops:" prefixes; csv gives the
       library's CSV dump columns (always exact); md a Markdown table.
 
+  naflops report --by step [--format table|csv|md] [--units si|exact] DUMP.json
+      The dump's steps: one row per record (a step, or a range of steps once a long
+      job's records were merged), with its step time, model and hardware FLOPs per step
+      (exact decimals with --units exact), NATTEN's share, achieved FLOP/s (model FLOPs /
+      step time), MFU and HFU when the dump has a peak, GPU busy time when it has one,
+      the slowest rank of a merged dump, and warm-up / compiled marks; then the steady
+      state (median step time, p10, p90, FLOPs per step, median FLOP/s, MFU, HFU) and
+      the totals, and for a merged dump one row per rank (its steady state, how many
+      steps it was the slowest in; the slowest rank marked). csv gives the records'
+      fields and per-step figures, exact; md Markdown tables. A dump with no steps gets
+      one line, `naflops: FILE: no steps in this dump ...`, and exit status 3.
+      `--by op` (the default) is the table above.
+
   naflops report --html OUT.html DUMP.json...
       One self-contained HTML page (inline SVG and CSS, no script, nothing fetched):
       totals, NATTEN's share, per-op bars with their passes stacked (largest first, the
       first 30 then the rest as one row; exact figures in tooltips and tables), one bar
       per rank when several rank dumps of one run are given, and GPU time and achieved
-      TFLOP/s against the chip's peak when a dump has a "gpu" object.
+      TFLOP/s against the chip's peak when a dump has a "gpu" object. A dump with steps
+      gets a Steps section: the steady state, a step timeline (step time and achieved
+      FLOP/s per record, warm-up and compiled steps marked, exact figures in tooltips),
+      every record in a table and, for several ranks, each rank's median step time and
+      FLOP/s with the slowest rank marked.
 
-  naflops merge [-o MERGED.json] [--format ...] [--units ...] DUMP.json...
+  naflops merge [-o MERGED.json] [--format ...] [--units ...] [--by op|step] DUMP.json...
       Sums the dumps of one run's ranks: ops whose signature (every field but calls,
-      flops and macs) is the same are added up, exactly. All dumps must have one schema,
-      one NATTEN version and one world_size, and come from distinct ranks (dumps without
-      a rank: distinct processes). Prints the table, or with -o writes a merged dump
-      (schema naflops/2; pid, rank and local_rank null; "ranks" lists the ranks merged;
-      `-o -` writes it to stdout). A merged dump can be reported, diffed and merged.
+      flops and macs) is the same are added up, exactly. All dumps must have one schema
+      (naflops/2 and /3 go together), one NATTEN version and one world_size, and come
+      from distinct ranks (dumps without a rank: distinct processes). Prints the table
+      (--by step: the merged steps'), or with -o writes a merged dump (pid, rank and
+      local_rank null; "ranks" lists the ranks merged; `-o -` writes it to stdout):
+      schema naflops/2, or naflops/3 when a dump has steps. Then "steps_by_rank" keeps
+      each rank's steps object ({"<rank>": steps}; a dump without a rank is "pid N"),
+      and "steps" lines them up record by record when every rank has the same records
+      (boundary, count, each record's first step and steps): a record's seconds,
+      start_s and gpu_busy_seconds are its slowest rank's (a synchronous step lasts as
+      long as its slowest rank), its FLOPs the sum over the ranks, warmup true if any
+      rank's is, compiled the most of any rank's, plus "slowest_rank"; warmup is the
+      ranks' largest, the peak the sum of the ranks' peaks, the steady state recomputed.
+      Ranks whose records differ get one line on stderr saying why, and only
+      steps_by_rank. A merged dump can be reported, diffed and merged (merging merged
+      dumps lines up all of their ranks' steps again).
 
   naflops diff [--units si|exact] A.json B.json
       One row per op signature (NATTEN version and flops_per_call aside, so runs of two
       NATTEN versions line up): calls and FLOPs in A and B, delta (B - A) and ratio
       (B / A); an op only in one run says so. Then forward, backward and total rows.
-      --html OUT.html: the two runs side by side as an HTML page, changes highlighted.
+      With steps in both, their steady median step time, FLOP/s and model FLOPs per
+      step, a and b side by side. --html OUT.html: the two runs side by side as an
+      HTML page, changes highlighted.
 
-Dumps of schema naflops/2 (the library's now: pass "recompute" for activation
-checkpointing, totals model_flops = forward + backward, recompute_flops, flops = all
-three, uncounted_calls) and naflops/1 (read as /2 without recompute) are read.
+Dumps of schema naflops/3 (the library's now), naflops/2 and naflops/1 are read.
+naflops/2: pass "recompute" for activation checkpointing, totals model_flops =
+forward + backward, recompute_flops, flops = all three, uncounted_calls; naflops/1 is
+read as /2 without recompute. naflops/3 is /2 plus, when the program ended steps, a
+"steps" object: boundary ("optimizer", "backward" or "function module:qualname"),
+count (steps ended), warmup (the first steps: the first and the compiling ones after
+it), recompiled (later steps that compiled), bucket (steps a record holds at most: 1,
+or a power of two once past 1024 records), peak_flops_per_s and peak_source (or null),
+total (seconds, model_flops, hardware_flops, natten_flops, gpu_busy_seconds or null:
+sums over the steps), steady (null, or the steps neither warm-up nor compiled: steps,
+seconds_median/_p10/_p90, model_ and hardware_flops_per_step, flops_per_s_median,
+mfu_median and hfu_median or null) and records (step, steps, start_s, the total's
+fields, warmup, compiled: a record covers steps step .. step + steps - 1 and holds
+their sums). FLOPs are exact integers, times seconds.
 A dump that cannot be read or is not a valid naflops dump (not JSON, another
 schema, a missing field, a wrong type, a negative number, flops != calls *
 flops_per_call, macs != flops // 2, totals that are not the sum of the ops, natten_flops
-or other_flops that are not the sums of the NATTEN and the aten ops) gets one
-line on stderr, `naflops: FILE: what is wrong`, and exit status 2; so does a refused
-merge. Fields a dump has beyond its schema's are ignored. Numbers must be below 2^256.
+or other_flops that are not the sums of the NATTEN and the aten ops; steps whose
+records do not cover steps 1 .. count in order, whose FLOPs do not sum to the total,
+warmup > count, model > hardware FLOPs, a steady state over other steps, a merged
+dump's steps that are not its ranks' lined up) gets one line on stderr,
+`naflops: FILE: what is wrong`, and exit status 2; so does a refused merge. Fields a
+dump has beyond its schema's are ignored (a /1 or /2 dump's "steps" too). Numbers must
+be below 2^256.
 """
 import argparse
 import os

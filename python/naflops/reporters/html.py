@@ -6,7 +6,8 @@ its exact figure in a <title> tooltip and in the table below it; bars carry SI f
 Rows are sorted largest first; past the first TOP rows the rest are one grouped row.
 
 Its figures are the other reporters' (naflops.figures); the rank dumps are
-merged and two runs lined up by naflops.combine.
+merged and two runs lined up by naflops.combine. A dump with steps gets a Steps section
+(reporters/html_steps.py, with its own CSS).
 
 Over 500 lines on purpose: one page builder, whose report and diff pages share the
 chart, table and card helpers above them; about 40 lines are the page's CSS."""
@@ -65,11 +66,11 @@ def attrs(d):
     return "".join(f' {k}="{esc(v)}"' for k, v in d.items())
 
 
-def page(title, body):
+def page(title, body, css=""):
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "style-src 'unsafe-inline'\">\n"
-            f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n<body>\n{body}\n"
+            f"<title>{esc(title)}</title>\n<style>{CSS}{css}</style></head>\n<body>\n{body}\n"
             "</body></html>\n")
 
 
@@ -438,6 +439,10 @@ def report(named):
             pass_legend(passes), passes_chart(doc)]
     if len(named) > 1:
         body.append(ranks_chart(named))
+    from naflops.reporters import html_steps  # it builds on this module's helpers
+    steps_html, steps_css = html_steps.section(doc)
+    if steps_html:  # only a dump with steps (naflops/3): other pages stay as they were
+        body.append(steps_html)
     body += [f"<h2>Where the FLOPs go: by op ({len(by_sig)} distinct)</h2>",
              '<p class="note">One bar per op signature (op, shapes, kernel, backend, dtype, '
              "device), its passes stacked; largest first. Hover a bar for exact FLOPs.</p>",
@@ -450,7 +455,7 @@ def report(named):
         body += [f"<h2>By operator ({len(by_name)})</h2>",
                  flops_chart("operators", name_top, name_rest)]
     body.append(gpu_section([d for _, d in named]))
-    return page(f"naflops report: {title}", "\n".join(body))
+    return page(f"naflops report: {title}", "\n".join(body), steps_css)
 
 
 # ------------------------------------------------------------------ diff

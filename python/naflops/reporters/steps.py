@@ -220,6 +220,29 @@ def csv_text(doc, name):
     return out.getvalue()
 
 
+def diff_lines(a, b):
+    """The steady states of two runs side by side, for the text diff ([] when neither
+    has steps)."""
+    sa, sb = a.get("steps"), b.get("steps")
+    if sa is None and sb is None:
+        return []
+    if sa is None or sb is None:
+        return [f"steps     only in {'a' if sb is None else 'b'}"]
+    da, db = sa["steady"], sb["steady"]
+    if da is None or db is None:
+        return [f"steps     a {sa['count']}, b {sb['count']}; no steady state in "
+                + ("a and b" if da is None and db is None else "a" if da is None else "b")]
+
+    def row(label, x, y, fmt):
+        return f"{label:<17} a {fmt(x)}  b {fmt(y)}  b / a " + (f"{y / x:.3f}x" if x else "-")
+
+    flops = lambda v: si(round(v), "FLOP")
+    return [row("steady step time", da["seconds_median"], db["seconds_median"], seconds),
+            row("achieved FLOP/s", da["flops_per_s_median"], db["flops_per_s_median"],
+                lambda v: si(round(v), "FLOP/s")),
+            row("model FLOPs/step", da["model_flops_per_step"], db["model_flops_per_step"], flops)]
+
+
 def render(doc, name, fmt, units):
     return {"table": lambda: table(doc, name, units), "csv": lambda: csv_text(doc, name),
             "md": lambda: markdown(doc, name, units)}[fmt]()

@@ -1,9 +1,11 @@
 """The plain-text reporters: a dump's table (the library's summary without its
-"naflops:" prefixes) and the diff of two dumps."""
+"naflops:" prefixes) and the diff of two dumps (their steady states last, when they
+have steps)."""
 from naflops.combine import diff_sides
 from naflops.dumps import PASSES
 from naflops.figures import (DESCRIBE, aligned, amount, describe, pass_totals,
                                        ordered_ops, ratio, share, si, signed, title)
+from naflops.reporters import steps
 
 
 def table(doc, units):
@@ -49,4 +51,4 @@ def diff(a, b, name_a, name_b, units):
         key = "flops" if label == "total" else f"{label}_flops"
         rows.append(cells([label] + blank, ca, cb, a["totals"][key], b["totals"][key]))
     header = [f"a: {name_a}: {title(a)}", f"b: {name_b}: {title(b)}"]
-    return "\n".join(header + aligned(rows, len(DESCRIBE))) + "\n"
+    return "\n".join(header + aligned(rows, len(DESCRIBE)) + steps.diff_lines(a, b)) + "\n"
