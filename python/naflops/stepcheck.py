@@ -180,6 +180,9 @@ def check_lined_up(steps, by_rank, fail):
                 fail(f"{where}.{key}: {r[key]} is not the sum over the ranks "
                      f"({sum(o[key] for o in own)})")
         slowest = max(o["seconds"] for o in own)
-        if r["seconds"] != by_rank[r["slowest_rank"]]["records"][i]["seconds"] or \
-                r["seconds"] != slowest:
+        if r["seconds"] != slowest:
             fail(f"{where}.seconds: {r['seconds']} is not the slowest rank's ({slowest})")
+        named = by_rank[r["slowest_rank"]]["records"][i]["seconds"]
+        if named != slowest:
+            fail(f"{where}.slowest_rank: {dumps.show(r['slowest_rank'])} took {named} s, not "
+                 f"the slowest {slowest} s")

@@ -5,10 +5,10 @@ own colours and compiled ones marked, dashed medians, exact figures in each bar'
 <title>), every record in a folded table, and for the ranks of one run their steady
 medians side by side, the slowest marked. Built from html.py's helpers, as its page."""
 from naflops import steps as st
-from naflops.figures import percent, seconds, share, si
+from naflops.figures import percent, seconds, si
 from naflops.reporters.html import (_x, attrs, card, chart, chart_row, esc, exact, legend, rect,
                                     svg)
-from naflops.reporters.steps import columns, decimal, headline, what
+from naflops.reporters.steps import columns, decimal, headline, share, what
 
 CSS = """
 .timeline{width:100%;max-width:1100px;height:auto;display:block;margin:6px 0}
@@ -140,7 +140,7 @@ def steady_cards(s):
                    f"{d['flops_per_s_median']} FLOP/s", "step-rate"),
               card(si(round(d["model_flops_per_step"]), "FLOP"), "model FLOPs per step",
                    f"{sums['model_flops']} FLOP over {d['steps']} steady steps", "step-model"),
-              card(share(sums["natten_flops"], sums["model_flops"]).strip() or "-",
+              card(share(sums["natten_flops"], sums["model_flops"]),
                    "NATTEN share per step", None, "step-natten")]
     if peak:
         cards += [card(percent(d["mfu_median"]), "MFU (median)",

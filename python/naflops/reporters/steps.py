@@ -10,13 +10,13 @@ from fractions import Fraction
 
 from naflops import steps as st
 from naflops.errors import NaflopsError
-from naflops.figures import percent, seconds, share, si, whose
+from naflops.figures import percent, seconds, si, whose
 
 NO_STEPS_STATUS = 3  # a valid dump that has no steps (2: a dump that is not valid)
 
 
-def decimal(v, places=6):
-    """A Fraction as an exact decimal, or rounded to places and marked ~."""
+def decimal(v, places=6, mark="~"):
+    """A Fraction as an exact decimal, or rounded to places and marked."""
     for k in range(64):
         if (v * 10**k).denominator == 1:
             break
@@ -26,7 +26,7 @@ def decimal(v, places=6):
     digits = k if k is not None else places
     text = str(n).rjust(digits + 1, "0")
     text = text[:-digits] + "." + text[-digits:] if digits else text
-    return text if k is not None else "~" + text
+    return text if k is not None else mark + text
 
 
 def amount(v, unit, units):
@@ -34,6 +34,14 @@ def amount(v, unit, units):
     if units == "exact":
         return decimal(Fraction(v))
     return si(int(Fraction(v) + Fraction(1, 2)), unit)
+
+
+def share(part, whole):
+    """NATTEN's share, "36.1%" (per mille, rounded half up), or "-" of nothing."""
+    if not whole:
+        return "-"
+    pm = (2000 * part + whole) // (2 * whole)
+    return f"{pm // 10}.{pm % 10}%"
 
 
 def flop(v, units):
@@ -83,7 +91,7 @@ def columns(s):
             ("time/step", lambda f, u: seconds(f["seconds_per_step"])),
             ("model/step", lambda f, u: amount(f["model"], "FLOP", u)),
             ("hardware/step", lambda f, u: amount(f["hardware"], "FLOP", u)),
-            ("NATTEN", lambda f, u: share(f["natten"], f["model_flops"]).strip() or "-"),
+            ("NATTEN", lambda f, u: share(f["natten"], f["model_flops"])),
             ("FLOP/s", lambda f, u: rate(f["flops_per_s"], u))]
     if peak:
         cols += [("MFU", lambda f, u: percent(f["mfu"])), ("HFU", lambda f, u: percent(f["hfu"]))]
@@ -119,7 +127,7 @@ def summary(s, units):
                   f"p90 {seconds(steady['seconds_p90'])})",
                   f"per step  model {flop(model, units)}  hardware "
                   f"{flop(hardware, units)}  NATTEN "
-                  f"{share(sums['natten_flops'], sums['model_flops']).strip() or '-'}",
+                  f"{share(sums['natten_flops'], sums['model_flops'])}",
                   f"achieved  {rate(steady['flops_per_s_median'], units)}"
                   f"{' FLOP/s' if units == 'exact' else ''} (median)"]
         if peak:
@@ -198,7 +206,8 @@ CSV_FIELDS = ("step", "steps", "start_s", "seconds", "model_flops", "hardware_fl
 
 def csv_text(doc, name):
     """The records, exact (a merged dump's with slowest_rank; each rank's records follow
-    with their rank when they are not lined up)."""
+    with their rank when they are not lined up); FLOPs per step to 6 decimal places
+    where the decimal does not end."""
     s, ranks = steps_of(doc, name)
     sets = [("", s)] if s else list(ranks.items())
     merged = bool(ranks)
@@ -212,7 +221,7 @@ def csv_text(doc, name):
             f = st.record_figures(r, peak)
             row = [r[k] for k in CSV_FIELDS[:8]] + [
                 "true" if r["warmup"] else "false", r["compiled"], repr(f["seconds_per_step"]),
-                decimal(f["model"]), decimal(f["hardware"])] + [
+                decimal(f["model"], mark=""), decimal(f["hardware"], mark="")] + [
                 "" if f[k] is None else repr(f[k]) for k in ("flops_per_s", "mfu", "hfu")]
             row = ["" if v is None else v for v in row]
             w.writerow(([rank] if merged and not s else []) + row
