@@ -22,7 +22,7 @@ i.st-median{background:none;border-top:2px dashed #2b8a3e;height:0!important;ver
 .slowest{fill:#e03131}
 """
 
-W, LEFT, RIGHT = 1000, 78, 12          # the timeline's viewBox width and margins
+W, LEFT, RIGHT = 1000, 100, 24         # the timeline's viewBox width and margins
 PANEL, GAP, TOP = 130, 58, 22          # each panel's height, the gap, the top margin
 
 
@@ -30,10 +30,20 @@ def kind(r):
     return "warmup" if r["warmup"] else "recompiled" if r["compiled"] else "steady"
 
 
+def _steps(f):
+    return f"step {f['first']}" if f["steps"] == 1 else f"steps {f['first']}-{f['last']} ({f['steps']} steps)"
+
+
+def rate_tip(r, f, peak):
+    """The FLOP/s bar's <title>: the rate and what it is made of."""
+    rate = "-" if f["flops_per_s"] is None else f"{f['flops_per_s']:.6g} FLOP/s"
+    return (f"{_steps(f)}: achieved {rate} (model {r['model_flops']} FLOP in {r['seconds']} s)"
+            + (f"; MFU {percent(f['mfu'])}" if peak else ""))
+
+
 def tip(r, f, peak):
-    """A record's exact figures, for its bars' <title>."""
-    steps = f"step {f['first']}" if f["steps"] == 1 else f"steps {f['first']}-{f['last']} ({f['steps']} steps)"
-    parts = [f"{steps}: {r['seconds']} s" + (f" ({f['seconds_per_step']:.9g} s per step)"
+    """A record's exact figures, for its step-time bar's <title>."""
+    parts = [f"{_steps(f)}: {r['seconds']} s" + (f" ({f['seconds_per_step']:.9g} s per step)"
                                               if f["steps"] > 1 else ""),
              f"model {r['model_flops']} FLOP, hardware {r['hardware_flops']} FLOP, NATTEN "
              f"{r['natten_flops']} FLOP" + (" (per step: model " + decimal(f["model"]) +
@@ -78,11 +88,12 @@ def timeline(s):
     out = [f'<svg class="timeline" data-chart="step-timeline" viewBox="0 0 {W} {height}" '
            f'role="img" data-records="{len(records)}" data-count="{count}">']
     panels = (("time", "step time (per step)", tmax, lambda f: f["seconds_per_step"],
-               lambda v: seconds(v) if v else "0", "st-time"),
+               lambda v: seconds(v) if v else "0", "st-time", tip),
               ("rate", "achieved FLOP/s (model FLOPs / step time)", rmax,
-               lambda f: f["flops_per_s"] or 0, lambda v: si(round(v), "FLOP/s"), "st-rate"))
+               lambda f: f["flops_per_s"] or 0, lambda v: si(round(v), "FLOP/s"), "st-rate",
+               rate_tip))
     medians = s["steady"] and (s["steady"]["seconds_median"], s["steady"]["flops_per_s_median"])
-    for p, (name, label, top, value, fmt, cls) in enumerate(panels):
+    for p, (name, label, top, value, fmt, cls, title) in enumerate(panels):
         y0 = TOP + p * (PANEL + GAP)  # the panel's top; its axis is at y0 + PANEL
         base = y0 + PANEL
         out.append(f'<text class="ptitle" x="{LEFT}" y="{y0 - 8}">{esc(label)}</text>')
@@ -93,14 +104,14 @@ def timeline(s):
         for r, f in zip(records, figs):
             x = LEFT + plot * (r["step"] - 1) / count
             w = plot * r["steps"] / count
-            w = w - min(1.0, w / 4) if len(records) > 1 else w
+            w = w - 1 if w >= 4 and len(records) > 1 else w  # a gap where there is room
             h = PANEL * value(f) / top
             data = {"data-step": r["step"], "data-steps": r["steps"], "data-kind": kind(r),
                     "data-compiled": r["compiled"], "data-panel": name,
                     "data-value": f"{value(f):.9g}"}
             out.append(f'<rect class="st-bar {cls} st-{kind(r)}" x="{x:.3f}" y="{base - h:.3f}" '
                        f'width="{w:.3f}" height="{h:.3f}"{attrs(data)}>'
-                       f"<title>{esc(tip(r, f, peak))}</title></rect>")
+                       f"<title>{esc(title(r, f, peak))}</title></rect>")
             if r["compiled"] and p == 0:
                 out.append(f'<circle class="st-mark" cx="{x + w / 2:.3f}" cy="{base - h - 6:.3f}" '
                            f'r="3" data-step="{r["step"]}"><title>{esc(tip(r, f, peak))}</title></circle>')
