@@ -112,8 +112,9 @@ def timeline(s):
             out.append(f'<rect class="st-bar {cls} st-{kind(r)}" x="{x:.3f}" y="{base - h:.3f}" '
                        f'width="{w:.3f}" height="{h:.3f}"{attrs(data)}>'
                        f"<title>{esc(title(r, f, peak))}</title></rect>")
-            if r["compiled"] and p == 0:
-                out.append(f'<circle class="st-mark" cx="{x + w / 2:.3f}" cy="{base - h - 6:.3f}" '
+            if r["compiled"] and p == 0:  # above the bar, or inside a bar as tall as the panel
+                out.append(f'<circle class="st-mark" cx="{x + w / 2:.3f}" '
+                           f'cy="{max(base - h - 6, y0 + 6):.3f}" '
                            f'r="3" data-step="{r["step"]}"><title>{esc(tip(r, f, peak))}</title></circle>')
         if medians:
             m = medians[p]
