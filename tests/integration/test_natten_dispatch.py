@@ -3,7 +3,7 @@
 The stand-in (natten_standin/, NATTEN 0.21.7's op names, schemas and call path on the
 CPU: natten.functional.na2d -> neighborhood_attention_generic -> cutlass_fna_generic
 -> natten::na2d_forward, whose autograd calls natten::na2d_backward) runs one small
-model eagerly, compiled (backends eager and aot_eager, fullgraph=True, static and
+model eagerly, compiled (backends eager, aot_eager and inductor, fullgraph=True, static and
 dynamic=True) and exported (torch.export.export(strict=False), then
 ExportedProgram.module()). Whoever counts it (the Python wrapper in eager code, the
 observer's kernel on natten::na2d_forward/backward in compiled and exported code),
@@ -25,7 +25,8 @@ from conftest import ops_by, run_program
 
 STANDIN = str(Path(__file__).resolve().parent / "natten_standin")
 S, HEADS, D, K = 8, 2, 16, 3
-MODES = ("eager", "compile-eager", "compile-aot_eager", "compile-aot_eager-dynamic", "export")
+MODES = ("eager", "compile-eager", "compile-aot_eager", "compile-aot_eager-dynamic", "compile-inductor",
+         "compile-inductor-dynamic", "export")
 
 
 def na_flops(batch):
