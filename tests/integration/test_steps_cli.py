@@ -566,14 +566,18 @@ def test_html_rendered(tmp_path, browser):
         rate = [x for x in bars if x["panel"] == "rate"]
         assert [x["step"] for x in time] == [x["step"] for x in rate] == [1, 2, 3, 4, 5, 6]
         assert [x["value"] for x in time] == MERGED_SECONDS
-        # heights in proportion to the figures (the tallest is the panel's top), one baseline
-        for panel in (time, rate):
+        # heights in proportion to the figures (the tallest is the panel's top, but the
+        # time axis stops at 3x the steady p90: the 0.6 s warm-up bar is cut), one baseline
+        for panel, cap in ((time, 3 * 0.125), (rate, None)):  # p90: the 5th of 5 steady steps
             top = max(x["value"] for x in panel)
+            top = min(top, cap) if cap else top
             tall = max(x["height"] for x in panel)
             for x in panel:
-                assert abs(x["height"] - tall * x["value"] / top) < 0.5, x
+                assert abs(x["height"] - tall * min(x["value"], top) / top) < 0.5, x
                 assert x["width"] > 50
             assert len({round(x["bottom"], 1) for x in panel}) == 1
+        cuts = page.evaluate("[...document.querySelectorAll('polyline.st-cut')].map(p => +p.dataset.step)")
+        assert cuts == [1]
         # the warm-up step is drawn in its own colour
         assert [x["kind"] for x in time] == ["warmup"] + ["steady"] * 5
         assert len({x["fill"] for x in time}) == 2 and time[0]["fill"] != time[1]["fill"]
@@ -588,7 +592,8 @@ def test_html_rendered(tmp_path, browser):
         assert abs(ranks[0]["width"] / ranks[1]["width"] - 0.1 / 0.105) < 0.01
         assert ranks[0]["fill"] != ranks[1]["fill"]
         axis = page.evaluate("[...document.querySelectorAll('.timeline text')].map(t => t.textContent)")
-        assert "step time (per step)" in axis and "600.00 ms" in axis and "0" in axis
+        assert any(t.startswith("step time (per step), axis cut at 3x the steady p90") for t in axis)
+        assert "375.00 ms" in axis and "0" in axis  # the cut axis: 3 x 125 ms
         assert any(t.endswith("FLOP/s") for t in axis)
     finally:
         errors, fetched = page.errors(), page.requests()

@@ -82,12 +82,20 @@ def timeline(s):
     peak, count, records = s["peak_flops_per_s"], s["count"], s["records"]
     figs = [st.record_figures(r, peak) for r in records]
     tmax = max([f["seconds_per_step"] for f in figs] + [1e-12])
+    # A compiling step is often 100x a steady one: the time axis stops at 3x the steady
+    # p90, and taller bars are cut there (marked; their time is in the tooltip).
+    steady_p90 = s["steady"]["seconds_p90"] if s["steady"] else 0
+    cut = steady_p90 > 0 and tmax > 3 * steady_p90
+    if cut:
+        tmax = 3 * steady_p90
     rmax = max([f["flops_per_s"] or 0 for f in figs] + [1e-12])
     plot = W - LEFT - RIGHT
     height = TOP + 2 * PANEL + GAP + 40
     out = [f'<svg class="timeline" data-chart="step-timeline" viewBox="0 0 {W} {height}" '
            f'role="img" data-records="{len(records)}" data-count="{count}">']
-    panels = (("time", "step time (per step)", tmax, lambda f: f["seconds_per_step"],
+    panels = (("time", "step time (per step)" + (", axis cut at 3x the steady p90: taller bars"
+                                                  " are clipped (zigzag), their time in the tooltip"
+                                                  if cut else ""), tmax, lambda f: f["seconds_per_step"],
                lambda v: seconds(v) if v else "0", "st-time", tip),
               ("rate", "achieved FLOP/s (model FLOPs / step time)", rmax,
                lambda f: f["flops_per_s"] or 0, lambda v: si(round(v), "FLOP/s"), "st-rate",
@@ -105,13 +113,19 @@ def timeline(s):
             x = LEFT + plot * (r["step"] - 1) / count
             w = plot * r["steps"] / count
             w = w - 1 if w >= 4 and len(records) > 1 else w  # a gap where there is room
-            h = PANEL * value(f) / top
+            clipped = value(f) > top
+            h = PANEL * min(value(f), top) / top
             data = {"data-step": r["step"], "data-steps": r["steps"], "data-kind": kind(r),
                     "data-compiled": r["compiled"], "data-panel": name,
                     "data-value": f"{value(f):.9g}"}
             out.append(f'<rect class="st-bar {cls} st-{kind(r)}" x="{x:.3f}" y="{base - h:.3f}" '
                        f'width="{w:.3f}" height="{h:.3f}"{attrs(data)}>'
                        f"<title>{esc(title(r, f, peak))}</title></rect>")
+            if clipped:  # a white zigzag across the bar's top
+                zy = y0 + 6
+                out.append(f'<polyline class="st-cut" points="{x:.3f},{zy + 3:.3f} {x + w / 3:.3f},{zy:.3f} '
+                           f'{x + 2 * w / 3:.3f},{zy + 6:.3f} {x + w:.3f},{zy + 3:.3f}" '
+                           f'fill="none" stroke="#fff" stroke-width="2" data-step="{r["step"]}"/>')
             if r["compiled"] and p == 0:  # above the bar, or inside a bar as tall as the panel
                 out.append(f'<circle class="st-mark" cx="{x + w / 2:.3f}" '
                            f'cy="{max(base - h - 6, y0 + 6):.3f}" '
