@@ -83,6 +83,13 @@ static void number(FILE *f, double v) {
     else fputs("null", f);
 }
 
+/* sep "name": v, or null when !known. */
+static void field(FILE *f, const char *sep, const char *name, double v, bool known) {
+    fprintf(f, "%s\"%s\": ", sep, name);
+    if (known) number(f, v);
+    else fputs("null", f);
+}
+
 static void figures(FILE *f, const nf_step_record *r, bool gpu) {
     fprintf(f, "\"seconds\": ");
     number(f, (double)r->ns / 1e9);
@@ -105,9 +112,7 @@ void nf_step_report_json(FILE *f, const nf_step_view *v, double peak, const char
     fprintf(f, ", \"count\": %llu, \"warmup\": %llu, \"recompiled\": %llu, \"bucket\": %llu,\n    ",
             (unsigned long long)v->count, (unsigned long long)v->warmup,
             (unsigned long long)v->recompiled, (unsigned long long)v->bucket);
-    fputs("\"peak_flops_per_s\": ", f);
-    if (peak > 0) number(f, peak);
-    else fputs("null", f);
+    field(f, "", "peak_flops_per_s", peak, peak > 0);
     fputs(", \"peak_source\": ", f);
     if (peak > 0) nf_text_json_string(f, peak_source, true);
     else fputs("null", f);
@@ -115,24 +120,15 @@ void nf_step_report_json(FILE *f, const nf_step_view *v, double peak, const char
     figures(f, &v->total, v->gpu);
     fputs("},\n    \"steady\": ", f);
     if (steady) {
-        fprintf(f, "{\"steps\": %llu, \"seconds_median\": ", (unsigned long long)st.steps);
-        number(f, st.seconds_median);
-        fputs(", \"seconds_p10\": ", f);
-        number(f, st.seconds_p10);
-        fputs(", \"seconds_p90\": ", f);
-        number(f, st.seconds_p90);
-        fputs(", \"model_flops_per_step\": ", f);
-        number(f, st.model_per_step);
-        fputs(", \"hardware_flops_per_step\": ", f);
-        number(f, st.hardware_per_step);
-        fputs(", \"flops_per_s_median\": ", f);
-        number(f, st.flops_per_s_median);
-        fputs(", \"mfu_median\": ", f);
-        if (peak > 0) number(f, st.flops_per_s_median / peak);
-        else fputs("null", f);
-        fputs(", \"hfu_median\": ", f);
-        if (peak > 0) number(f, st.hardware_per_s_median / peak);
-        else fputs("null", f);
+        fprintf(f, "{\"steps\": %llu", (unsigned long long)st.steps);
+        field(f, ", ", "seconds_median", st.seconds_median, true);
+        field(f, ", ", "seconds_p10", st.seconds_p10, true);
+        field(f, ", ", "seconds_p90", st.seconds_p90, true);
+        field(f, ", ", "model_flops_per_step", st.model_per_step, true);
+        field(f, ", ", "hardware_flops_per_step", st.hardware_per_step, true);
+        field(f, ", ", "flops_per_s_median", st.flops_per_s_median, true);
+        field(f, ", ", "mfu_median", peak > 0 ? st.flops_per_s_median / peak : 0, peak > 0);
+        field(f, ", ", "hfu_median", peak > 0 ? st.hardware_per_s_median / peak : 0, peak > 0);
         fputc('}', f);
     } else {
         fputs("null", f);

@@ -93,6 +93,20 @@ def run_program(python, code, tmp_path, lib=None, env=None, args=(), timeout=600
     return Run(proc, dump)
 
 
+def run_torchrun(python, code, tmp_path, lib, nproc=2, **env):
+    """`code` as a torchrun job of nproc ranks (gloo, CPU) under the preload, each rank
+    dumping to tmp_path/rank-<RANK>.json, no summary; the launcher's CompletedProcess."""
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    e = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "rank-%r.json"),
+                  NAFLOPS_SUMMARY="never", OMP_NUM_THREADS="1", **env)
+    r = subprocess.run([python, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", str(nproc), str(script)], env=e, capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
 def run_both(py, code, tmp_path, lib, **env):
     """The program under the preload, and without: output and status must match, and
     the plain run says nothing of naflops. The whole-model count is off unless env

@@ -58,7 +58,6 @@
 #include <exception>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -765,9 +764,9 @@ void install_natten() {
 // found with nothing the program can see.
 thread_local std::vector<const void *> open_steps; // this thread's open Optimizer.step regions
 
-bool starts_with(const std::string_view &s, const char *p) { return s.rfind(p, 0) == 0; }
+bool starts_with(const std::string &s, const char *p) { return s.rfind(p, 0) == 0; }
 
-bool ends_with(const std::string_view &s, const char *p) {
+bool ends_with(const std::string &s, const char *p) {
     size_t k = strlen(p);
     return s.size() >= k && s.compare(s.size() - k, k, p) == 0;
 }
@@ -777,7 +776,7 @@ void region_enter(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::
     if (!broken.load(std::memory_order_relaxed)) {
         size_t n = op.schema().arguments().size();
         if (n >= 1 && stack->size() >= n && (*stack)[stack->size() - n].isString()) {
-            std::string_view name = (*stack)[stack->size() - n].toStringView();
+            const std::string &name = (*stack)[stack->size() - n].toStringRef();
             kind = starts_with(name, "Optimizer.step#") ? 1 : ends_with(name, " (dynamo_timed)") ? 2 : 0;
         }
     }

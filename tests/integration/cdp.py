@@ -13,6 +13,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -204,3 +206,17 @@ class Page:
 
     def close(self):
         self.b.call("Target.closeTarget", {"targetId": self.target})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the module's pages (a test file imports this fixture);
+    skipped without chromium, failed when CI is set (.ci/run installs it)."""
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail("CI is set and chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium); with CI set this fails")
+    b = Browser(path)
+    yield b
+    b.close()

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 import cdp
+from cdp import browser  # noqa: F401  (a fixture)
 from conftest import ROOT, clean_env, run_program
 
 NAFLOPS = ROOT / "scripts" / "naflops"
@@ -69,18 +70,6 @@ def plain(text):
 
 
 # ------------------------------------------------------------------ fixtures
-
-@pytest.fixture(scope="module")
-def browser():
-    path = cdp.find_chromium()
-    if path is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail("CI is set and chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium); with CI set this fails")
-    b = cdp.Browser(path)
-    yield b
-    b.close()
-
 
 @pytest.fixture(scope="module")
 def demo(py021, lib, tmp_path_factory):

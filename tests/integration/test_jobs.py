@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, clean_env, run_program
+from conftest import ROOT, clean_env, run_program, run_torchrun
 
 B, H, N, D = 1, 2, 16, 8
 
@@ -171,14 +171,7 @@ dist.all_reduce(t)
 open(f"out-{rank}.txt", "w").write(str(int(t.item())))  # stdout would interleave
 dist.destroy_process_group()
 """
-    script = tmp_path / "job.py"
-    script.write_text(code)
-    env = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "rank-%r.json"),
-                    NAFLOPS_SUMMARY="never", OMP_NUM_THREADS="1")
-    r = subprocess.run([py017, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
-                       text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_torchrun(py017, code, tmp_path, lib)
     assert [(tmp_path / f"out-{i}.txt").read_text() for i in (0, 1)] == ["3", "3"]
     ranks = {d["rank"]: d for d in dumps_in(tmp_path, "rank-*.json")}
     assert set(ranks) == {"0", "1"}
@@ -209,14 +202,7 @@ if dist.get_rank() == 0:
 dist.barrier()
 dist.destroy_process_group()
 """
-    script = tmp_path / "job.py"
-    script.write_text(code)
-    env = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "rank-%r.json"),
-                    NAFLOPS_SUMMARY="never", NAFLOPS_WHOLE_MODEL="0", OMP_NUM_THREADS="1")
-    r = subprocess.run([py017, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
-                       text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_torchrun(py017, code, tmp_path, lib, NAFLOPS_WHOLE_MODEL="0")
     names = sorted(p.name for p in tmp_path.glob("rank-*.json"))
     assert names == ["rank-0.json", "rank-1.json"]
     one = json.loads((tmp_path / "rank-1.json").read_text())

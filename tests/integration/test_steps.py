@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, clean_env, run_both, run_program
+from conftest import ROOT, run_both, run_program, run_torchrun
 
 FWD, BWD, NATTEN = 335872, 475136, 73728 + 147456
 MICRO = FWD + BWD
@@ -293,14 +293,7 @@ for i in range(3):
     micro(ddp); opt.step(); opt.zero_grad()
 dist.destroy_process_group()
 """
-    script = tmp_path / "job.py"
-    script.write_text(code)
-    env = clean_env(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "rank-%r.json"),
-                    NAFLOPS_SUMMARY="never", OMP_NUM_THREADS="1")
-    r = subprocess.run([py021, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
-                       text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    run_torchrun(py021, code, tmp_path, lib)
     ranks = {}
     for p in sorted(tmp_path.glob("rank-*.json")):
         d = json.loads(p.read_text())

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import cdp
+from cdp import browser  # noqa: F401  (a fixture)
 from conftest import ROOT, clean_env
 
 NAFLOPS = ROOT / "scripts" / "naflops"
@@ -528,16 +529,6 @@ def test_html_page(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("naflops: report: --by step prints a table")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    path = cdp.find_chromium()
-    if path is None:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail("CI is set and chromium is not installed")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    b = cdp.Browser(path)
-    yield b
-    b.close()
 
 
 BARS = """[...document.querySelectorAll('[data-chart="step-timeline"] rect.st-bar')].map(r => {
