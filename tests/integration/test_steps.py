@@ -318,3 +318,27 @@ dist.destroy_process_group()
         assert x["seconds"] == own["seconds"] == max(
             d["steps"]["records"][x["step"] - 1]["seconds"] for d in ranks.values())
     assert set(m["steps_by_rank"]) == {"0", "1"}
+
+
+def test_other_torch_releases(py017, pynew, lib, tmp_path):
+    """torch 2.6 (NATTEN 0.17's) and 2.15 (the newest): optimizer steps found the same
+    way. Two Linear layers, 2 micro-batches a step, hand-worked: forward 2*64*16*32 +
+    2*64*32*8 = 98304, backward 65536 (first weight) + 2 * 32768 = 131072."""
+    code = """
+import torch
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 8))
+opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+x = torch.randn(64, 16)
+for step in range(4):
+    m(x).square().mean().backward(); m(x).square().mean().backward()
+    opt.step(); opt.zero_grad()
+print(float(m(x).sum()))
+"""
+    for name, py in (("2.6", py017), ("2.15", pynew)):
+        (tmp_path / name).mkdir()
+        r = run_both(py, code, tmp_path / name, lib, NAFLOPS_WHOLE_MODEL="1", NAFLOPS_SUMMARY="always")
+        s = steps_of(r)
+        check_records(s)
+        assert s["count"] == 4, name
+        assert [x["model_flops"] for x in s["records"]] == [2 * (98304 + 131072)] * 4, name
