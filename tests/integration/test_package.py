@@ -73,3 +73,32 @@ def test_pip_install_then_naflops_run(py021, lib, tmp_path):
     assert any(op["kind"] == "aten" for op in got["ops"])  # the whole model, not NATTEN alone
     assert rows(got) == rows(want)
     assert got["totals"] == want["totals"]
+
+
+def test_sdist_builds_a_wheel(py021, tmp_path):
+    """An sdist (MANIFEST.in) holds what setup.py's make needs: a wheel built from the
+    unpacked sdist alone has the library and the observer's script and sources."""
+    dist = tmp_path / "dist"
+    r = subprocess.run([py021, "setup.py", "-q", "sdist", "-d", dist], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [sdist] = dist.glob("naflops-*.tar.gz")
+    import tarfile
+
+    with tarfile.open(sdist) as t:
+        names = t.getnames()
+        t.extractall(tmp_path / "unpacked", filter="data")
+    assert any(n.endswith("/Makefile") for n in names)
+    assert any(n.endswith("/hooks/python/py_bootstrap_step.py") for n in names)
+    [tree] = (tmp_path / "unpacked").iterdir()
+    r = subprocess.run([py021, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "-w", tmp_path / "wheels", "."], cwd=tree, capture_output=True,
+                       text=True, timeout=300, env=clean_env(PIP_NO_INDEX="1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    import zipfile
+
+    [wheel] = (tmp_path / "wheels").glob("naflops-*.whl")
+    inside = zipfile.ZipFile(wheel).namelist()
+    for path in ("naflops/libnaflops.so", "naflops/observer/scripts/build-observer",
+                 "naflops/observer/hooks/torch/torch_observer.cpp"):
+        assert any(n.endswith(path) for n in inside), path
