@@ -27,6 +27,8 @@ static bool gpu_seen;
 static uint64_t (*gpu_now)(void);
 static atomic_bool compiling;          /* torch.compile ran in the step in progress */
 static _Thread_local int optimizer_depth;
+static _Thread_local nf_u128 begin_hardware; /* the ledger's hardware total at this thread's
+                                               outermost Optimizer.step began */
 
 static uint64_t mono_ns(void) {
     struct timespec ts;
@@ -92,7 +94,9 @@ static void append(const nf_step_record *s) {
     records[n++] = *s;
 }
 
-static void boundary_at(nf_step_cause cause) {
+/* before: the hardware total when the boundary's optimizer step began (its own work,
+ * a Muon's matmuls, runs inside it); for a call, the same as now. */
+static void boundary_at(nf_step_cause cause, bool have_before, nf_u128 before) {
     uint64_t now = mono_ns();
     pthread_mutex_lock(&lock);
     uint64_t gnow = gpu_now ? gpu_now() : 0;
@@ -119,10 +123,12 @@ static void boundary_at(nf_step_cause cause) {
         .gpu_until = cur_gpu_until,
         .compiled = compiled ? 1 : 0,
     };
-    /* Optimizers stepped one after another, with no counted work between them (a
-     * model's parameters split over two optimizers), end one step together. */
+    /* Optimizers stepped one after another, with no counted work between the end of
+     * one and the start of the next (a model's parameters split over two optimizers:
+     * AdamW and Muon, whose own step runs matmuls), end one step together. */
+    nf_u128 since = have_before ? sub(before, prev_hardware) : s.hardware;
     if (cause == NF_STEP_CAUSE_OPTIMIZER && have_prev && prev_cause == NF_STEP_CAUSE_OPTIMIZER &&
-        n > 0 && s.hardware == 0 && !compiled) {
+        n > 0 && since == 0 && !compiled) {
         s.steps = 0;
         s.warmup = records[n - 1].warmup; /* time joins the step, its kind unchanged */
         absorb(&records[n - 1], &s);
@@ -146,15 +152,20 @@ static void boundary_at(nf_step_cause cause) {
     pthread_mutex_unlock(&lock);
 }
 
-void nf_step_optimizer_begin(void) { optimizer_depth++; }
+void nf_step_optimizer_begin(void) {
+    if (optimizer_depth++ > 0 || mode != NF_STEP_OPTIMIZER) return;
+    pthread_mutex_lock(&lock);
+    begin_hardware = have_prev ? nf_ledger_totals().all : 0;
+    pthread_mutex_unlock(&lock);
+}
 
 void nf_step_optimizer_end(void) {
     if (optimizer_depth > 0 && --optimizer_depth > 0) return;
-    if (mode == NF_STEP_OPTIMIZER) boundary_at(NF_STEP_CAUSE_OPTIMIZER);
+    if (mode == NF_STEP_OPTIMIZER) boundary_at(NF_STEP_CAUSE_OPTIMIZER, true, begin_hardware);
 }
 
 void nf_step_call_end(void) {
-    if (mode == NF_STEP_FUNCTION || mode == NF_STEP_BACKWARD) boundary_at(NF_STEP_CAUSE_CALL);
+    if (mode == NF_STEP_FUNCTION || mode == NF_STEP_BACKWARD) boundary_at(NF_STEP_CAUSE_CALL, false, 0);
 }
 
 void nf_step_note_compile(void) { atomic_store(&compiling, true); }

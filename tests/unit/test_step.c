@@ -114,6 +114,23 @@ static void test_nested_and_back_to_back_optimizers(void **state) {
     assert_int_equal(view.total.ns, view.records[0].ns + view.records[1].ns);
 }
 
+/* AdamW, then Muon whose own step runs matmuls: one step, Muon's FLOPs in it. */
+static void test_second_optimizer_with_its_own_work(void **state) {
+    (void)state;
+    start(NF_STEP_OPTIMIZER);
+    for (int i = 0; i < 3; i++) {
+        work("step_muon", false);
+        optimizer_step(); /* AdamW */
+        nf_step_optimizer_begin(); /* Muon */
+        nf_key ns = nf_unit_key_2d("step_muon_ns", 16, NF_PASS_FORWARD, "0.21.7", NULL);
+        assert_true(nf_ledger_add(&ns, 1));
+        nf_step_optimizer_end();
+    }
+    assert_true(nf_step_view_now(&view));
+    assert_int_equal(view.count, 3);
+    for (int i = 0; i < 3; i++) assert_u128_equal(view.records[i].hardware, FWD + BWD + FWD);
+}
+
 static void test_gan_steps_each_optimizer(void **state) {
     (void)state;
     start(NF_STEP_OPTIMIZER);
@@ -310,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_accumulation_steps),
         cmocka_unit_test(test_recompute_is_hardware_only),
         cmocka_unit_test(test_nested_and_back_to_back_optimizers),
+        cmocka_unit_test(test_second_optimizer_with_its_own_work),
         cmocka_unit_test(test_gan_steps_each_optimizer),
         cmocka_unit_test(test_warmup_and_recompile),
         cmocka_unit_test(test_only_warmup_has_no_steady),
