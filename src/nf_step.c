@@ -215,7 +215,14 @@ void nf_step_gpu_kernel(uint64_t start, uint64_t end) {
 }
 
 bool nf_step_view_now(nf_step_view *out) {
-    pthread_mutex_lock(&lock);
+    /* A dump at SIGTERM is written by the writer thread while the thread the signal
+     * interrupted waits in the handler, perhaps holding this lock mid-boundary: give up
+     * on the steps (that dump goes without them) rather than wait for it forever. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 200000000; /* 0.2 s */
+    if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+    if (pthread_mutex_timedlock(&lock, &until) != 0) return false;
     bool any = mode != NF_STEP_OFF && count > 0;
     if (any) {
         out->mode = mode;
