@@ -11,6 +11,21 @@ from naflops_bench.config import FLEX
 # ==================================================================== worker side
 # Runs with the NATTEN 0.17 interpreter: `python scripts/bench --worker SPEC.json`.
 
+def timed_steps(step, n, ctx):
+    """n calls of step inside ctx (None: none): each one's wall and CPU seconds."""
+    steps, steps_cpu = [], []
+    if ctx is not None:
+        ctx.__enter__()
+    for _ in range(n):
+        t, c = time.perf_counter(), time.process_time()
+        step()
+        steps.append(time.perf_counter() - t)
+        steps_cpu.append(time.process_time() - c)
+    if ctx is not None:
+        ctx.__exit__(None, None, None)
+    return steps, steps_cpu
+
+
 def worker(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
@@ -91,17 +106,8 @@ def worker(spec_path):
     for _ in range(spec["warmup"]):
         step()
     ctx = context()
-    steps, steps_cpu = [], []
     t0, c0 = time.perf_counter(), time.process_time()
-    if ctx is not None:
-        ctx.__enter__()
-    for _ in range(spec["steps"]):
-        t, c = time.perf_counter(), time.process_time()
-        step()
-        steps.append(time.perf_counter() - t)
-        steps_cpu.append(time.process_time() - c)
-    if ctx is not None:
-        ctx.__exit__(None, None, None)
+    steps, steps_cpu = timed_steps(step, spec["steps"], ctx)
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     out["model"] = {"step_s": steps, "total_s": total, "step_cpu_s": steps_cpu,
                     "total_cpu_s": total_cpu, "flops_seen": flops_seen(ctx)}
@@ -211,18 +217,8 @@ def flex_worker(spec):
 
     for _ in range(spec["flex_warmup"]):
         step()
-    steps, steps_cpu = [], []
     try:
-        ctx = context()
-        if ctx is not None:
-            ctx.__enter__()
-        for _ in range(spec["flex_steps"]):
-            t, c = time.perf_counter(), time.process_time()
-            step()
-            steps.append(time.perf_counter() - t)
-            steps_cpu.append(time.process_time() - c)
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
+        steps, steps_cpu = timed_steps(step, spec["flex_steps"], context())
         out["flex"] = {"step_s": steps, "step_cpu_s": steps_cpu}
     except Exception as e:  # FlopCounterMode has no rule for Flex's HOP: say so
         out["flex"] = {"error": f"{type(e).__name__}: {e}"[:300]}
