@@ -10,6 +10,7 @@ void nf_config_defaults(nf_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->backward = true;
     cfg->whole_model = true;
+    cfg->modules = true;
     /* Off until the CUPTI side has been verified on a GPU (it has not run on one yet):
      * the user's program comes first. NAFLOPS_GPU=1 or NAFLOPS_CROSSCHECK=1 turn it on. */
     cfg->gpu = false;
@@ -167,6 +168,7 @@ int nf_config_parse(nf_config *cfg, nf_getenv_fn get, nf_complain_fn fn) {
     if (cfg->disabled) return bad; /* hook nothing, count nothing, say nothing more */
     bad += parse_bool(get, fn, "NAFLOPS_BACKWARD", &cfg->backward);
     bad += parse_bool(get, fn, "NAFLOPS_WHOLE_MODEL", &cfg->whole_model);
+    bad += parse_bool(get, fn, "NAFLOPS_MODULES", &cfg->modules);
     bad += parse_bool(get, fn, "NAFLOPS_GPU", &cfg->gpu);
     bad += parse_bool(get, fn, "NAFLOPS_CROSSCHECK", &cfg->crosscheck);
     const char *gpu = get("NAFLOPS_GPU");

@@ -23,6 +23,7 @@ typedef struct nf_config {
     bool disabled;                /* NAFLOPS_DISABLE */
     bool backward;                /* NAFLOPS_BACKWARD */
     bool whole_model;             /* NAFLOPS_WHOLE_MODEL: count the other aten ops too */
+    bool modules;                 /* NAFLOPS_MODULES: attribute each count to its nn.Module */
     bool gpu;                     /* NAFLOPS_GPU: attribute and time CUDA kernels (CUPTI) */
     bool crosscheck;              /* NAFLOPS_CROSSCHECK: tensor-core metrics per kernel */
     nf_format format;             /* NAFLOPS_FORMAT */

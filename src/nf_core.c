@@ -13,6 +13,7 @@
 #include "nf_gpu_peak.h"
 #include "nf_intern.h"
 #include "nf_ledger.h"
+#include "nf_module_report.h"
 #include "nf_log.h"
 #include "nf_report.h"
 #include "nf_stderr.h"
@@ -234,6 +235,7 @@ static void write_report(bool final) {
             FILE *m = open_memstream(&text, &len);
             if (m != NULL) {
                 nf_report_table(m, &run, entries, n, cfg->units);
+                nf_module_report_table(m, entries, n, cfg->units);
                 if (run.steps) nf_step_report_table(m, run.steps, run.peak, run.peak_source, cfg->units);
                 nf_gpu_report_table(m, entries, n); /* nothing when no GPU work was seen */
                 if (fclose(m) == 0) {

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define NF_INTERN_MAX 1024
+#define NF_INTERN_MAX 4096 /* module names included: one per module that counted work */
 #define NF_INTERN_NONE 0 /* id of the empty string: "not known" */
 
 /* Returns the id of s (adding it if new); NF_INTERN_NONE for NULL, "", or a full table. */

@@ -21,8 +21,10 @@ typedef struct nf_key {
     uint16_t device;   /* interned, e.g. "cuda:0" */
     uint16_t backend;  /* interned, e.g. "flex-fna"; NF_INTERN_NONE when unknown */
     uint16_t version;  /* interned NATTEN version */
+    uint16_t module;   /* interned nn.Module name ("HDiT.encoder.blocks.3.attn"), see
+                          hooks/python/py_module.c; NF_INTERN_NONE: outside any module */
     uint8_t pass;      /* nf_pass */
-    uint8_t pad_[5];
+    uint8_t pad_[3];
 } nf_key;
 
 typedef struct nf_entry {

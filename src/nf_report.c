@@ -126,12 +126,65 @@ static const char *share(nf_u128 part, nf_u128 total, char *buf, size_t len) {
     return buf;
 }
 
-void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
+/* The per-op table shows each signature once, whichever modules ran it: rows that
+ * differ only in their module are summed into copies (their first's order kept). */
+static int by_signature(const void *x, const void *y) {
+    const nf_entry *a = x, *b = y;
+    int c = memcmp(&a->key, &b->key, sizeof a->key);
+    return c ? c : (a->order > b->order) - (a->order < b->order);
+}
+
+static int by_order(const void *x, const void *y) {
+    const nf_entry *a = *(nf_entry *const *)x, *b = *(nf_entry *const *)y;
+    return (a->order > b->order) - (a->order < b->order);
+}
+
+static int across_modules(nf_entry *const *entries, int n, nf_entry *copies, nf_entry **out) {
+    for (int i = 0; i < n; i++) {
+        copies[i].key = entries[i]->key;
+        copies[i].key.module = NF_INTERN_NONE;
+        copies[i].flops_per_call = entries[i]->flops_per_call;
+        atomic_init(&copies[i].calls, atomic_load(&entries[i]->calls));
+        copies[i].order = entries[i]->order;
+    }
+    qsort(copies, (size_t)n, sizeof *copies, by_signature);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && memcmp(&copies[m - 1].key, &copies[i].key, sizeof copies[i].key) == 0) {
+            atomic_fetch_add(&copies[m - 1].calls, atomic_load(&copies[i].calls));
+            continue;
+        }
+        if (m != i) {
+            copies[m].key = copies[i].key;
+            copies[m].flops_per_call = copies[i].flops_per_call;
+            atomic_init(&copies[m].calls, atomic_load(&copies[i].calls));
+            copies[m].order = copies[i].order;
+        }
+        m++;
+    }
+    for (int i = 0; i < m; i++) out[i] = &copies[i];
+    qsort(out, (size_t)m, sizeof *out, by_order);
+    return m;
+}
+
+void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *all, int nall,
                      nf_units units) {
+    nf_entry *copies = malloc(sizeof *copies * (size_t)(nall > 0 ? nall : 1));
+    nf_entry **entries = malloc(sizeof *entries * (size_t)(nall > 0 ? nall : 1));
+    if (copies == NULL || entries == NULL) {
+        free(copies);
+        free(entries);
+        return;
+    }
+    int n = across_modules(all, nall, copies, entries);
     /* NATTEN's rows in the order they first ran, then the other aten ops (whole-model
      * count), largest first, the first NF_TABLE_ATEN_ROWS of them: the dump has all. */
     nf_entry **rows = malloc(sizeof *rows * (size_t)(n > 0 ? n : 1));
-    if (rows == NULL) return;
+    if (rows == NULL) {
+        free(entries);
+        free(copies);
+        return;
+    }
     int nrows = 0, naten = 0;
     for (int i = 0; i < n; i++)
         if (nf_problem_is_natten(&entries[i]->key.problem)) rows[nrows++] = entries[i];
@@ -195,6 +248,8 @@ void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, 
         total_line(f, "other", t.other, units, share(t.other, t.all, pct, sizeof pct));
     }
     free(rows);
+    free(entries);
+    free(copies);
 }
 
 /* ------------------------------------------------------------------- JSON */
@@ -223,6 +278,8 @@ static void json_entry(FILE *f, const nf_entry *e) {
     json_field_string(f, "op", nf_intern_str(e->key.op));
     fputs(", ", f);
     json_field_string(f, "pass", nf_pass_name((nf_pass)e->key.pass));
+    fputs(", ", f);
+    json_field_string(f, "module", e->key.module ? nf_intern_str(e->key.module) : NULL);
     fputs(", ", f);
     json_field_string(f, "kind", nf_kind_name((nf_kind)p->kind));
     fputs(", ", f);
@@ -332,7 +389,7 @@ void nf_report_json(FILE *f, const nf_run_info *run, nf_entry *const *entries, i
 
 void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
     fputs("op,pass,kind,natten_version,backend,shape,key_shape,value_shape,kernel_size,stride,"
-          "dilation,is_causal,additional_kv,dtype,device,calls,flops_per_call,flops,macs\n",
+          "dilation,is_causal,additional_kv,dtype,device,calls,flops_per_call,flops,macs,module\n",
           f);
     for (int i = 0; i < n; i++) {
         const nf_entry *e = entries[i];
@@ -340,7 +397,7 @@ void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
         char a[96], b[96], c[96], d[96], s[96], g[96], cz[8], x[NF_U128_DEC_LEN],
             y[NF_U128_DEC_LEN], z[NF_U128_DEC_LEN];
         bool attn = p->kind == NF_KIND_ATTENTION || p->kind == NF_KIND_ATEN;
-        fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s\n",
+        fprintf(f, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%lld,%s,%s,%llu,%s,%s,%s,",
                 nf_intern_str(e->key.op), nf_pass_name((nf_pass)e->key.pass),
                 nf_kind_name((nf_kind)p->kind), nf_intern_str(e->key.version),
                 nf_intern_str(e->key.backend), nf_text_dims(p->q_shape, p->q_rank, a, sizeof a),
@@ -353,5 +410,7 @@ void nf_report_csv(FILE *f, nf_entry *const *entries, int n) {
                 (unsigned long long)atomic_load(&((nf_entry *)e)->calls),
                 nf_u128_to_dec(e->flops_per_call, x), nf_u128_to_dec(entry_flops(e), y),
                 nf_u128_to_dec(entry_flops(e) / 2, z));
+        nf_text_csv_field(f, nf_intern_str(e->key.module)); /* user text: quoted as needed */
+        fputc('\n', f);
     }
 }

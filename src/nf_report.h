@@ -26,8 +26,9 @@ typedef struct nf_run_info {
 
 /* naflops/2: passes "recompute" and "jvp"; totals flops = every pass (the hardware's
  * work), model_flops = forward + backward (the model's). naflops/3: /2 and, when
- * steps ended, "steps" (nf_step_report_json). */
-#define NF_SCHEMA "naflops/3"
+ * steps ended, "steps" (nf_step_report_json). naflops/4: /3 and each op's "module"
+ * (null outside any nn.Module); rows are per signature and module. */
+#define NF_SCHEMA "naflops/4"
 
 void nf_report_table(FILE *f, const nf_run_info *run, nf_entry *const *entries, int n,
                      nf_units units);

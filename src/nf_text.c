@@ -3,6 +3,7 @@
 #include "nf_text.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const char *nf_text_dims(const int64_t *v, int n, char *buf, size_t len) {
     if (n == 0) return "-";
@@ -20,6 +21,19 @@ void nf_text_json_string(FILE *f, const char *s, bool ascii_only) {
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c < 0x20 || (ascii_only && c >= 0x7f)) fprintf(f, "\\u%04x", c);
         else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+void nf_text_csv_field(FILE *f, const char *s) {
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
     }
     fputc('"', f);
 }

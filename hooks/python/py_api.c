@@ -21,6 +21,9 @@ bool nf_py_api_load(void) {
     nf_py.True = dlsym(RTLD_DEFAULT, "_Py_TrueStruct");
     nf_py.False = dlsym(RTLD_DEFAULT, "_Py_FalseStruct");
     nf_py.TupleType = dlsym(RTLD_DEFAULT, "PyTuple_Type");
+    nf_py.FrameType = dlsym(RTLD_DEFAULT, "PyFrame_Type");
+    nf_py.CellType = dlsym(RTLD_DEFAULT, "PyCell_Type");
+    nf_py.Version = dlsym(RTLD_DEFAULT, "Py_Version");
     return nf_py.None != NULL && nf_py.True != NULL && nf_py.False != NULL &&
            nf_py.TupleType != NULL;
 }

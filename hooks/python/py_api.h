@@ -90,7 +90,20 @@ typedef struct nf_py_allocator {
     X(PyObject *, PyEval_GetBuiltins, (void), true)                                          \
     X(int, Py_AtExit, (void (*)(void)), false)                                               \
     X(void, PyMem_GetAllocator, (int, nf_py_allocator *), false)                             \
-    X(void *, PyMem_RawMalloc, (size_t), false)
+    X(void *, PyMem_RawMalloc, (size_t), false)                                              \
+    /* the running module (py_module.c): frames, read with the GIL */                      \
+    X(PyObject *, PyEval_GetFrame, (void), false)                                            \
+    X(PyObject *, PyFrame_GetBack, (PyObject *), false)                                      \
+    X(PyObject *, PyFrame_GetCode, (PyObject *), false)                                      \
+    X(PyObject *, PyFrame_GetVar, (PyObject *, PyObject *), false)                           \
+    X(PyObject *, PyObject_GetItem, (PyObject *, PyObject *), false)                         \
+    X(int, PyDict_Next, (PyObject *, Py_ssize_t *, PyObject **, PyObject **), false)         \
+    X(int, PyGILState_Ensure, (void), false)                                                 \
+    X(void, PyGILState_Release, (int), false)                                                \
+    X(void *, PyGILState_GetThisThreadState, (void), false)                                  \
+    X(int, _Py_IsFinalizing, (void), false)                                                  \
+    X(int, Py_IsFinalizing, (void), false)                                                   \
+    X(PyObject *, PyCell_Get, (PyObject *), false)
 
 typedef struct nf_py_api {
 #define NF_PY_FIELD(ret, name, params, required) ret(*name) params;
@@ -100,6 +113,9 @@ typedef struct nf_py_api {
     PyObject *True;
     PyObject *False;
     PyObject *TupleType; /* &PyTuple_Type */
+    PyObject *FrameType; /* &PyFrame_Type, &PyCell_Type, Py_Version (3.11+): py_module.c */
+    PyObject *CellType;
+    const unsigned long *Version;
 } nf_py_api;
 
 extern nf_py_api nf_py;

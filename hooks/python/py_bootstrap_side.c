@@ -13,6 +13,7 @@
 #include "natten_release.h"
 #include "natten_targets.h"
 #include "py_args.h"
+#include "py_module.h"
 #include "py_state.h"
 #include "../torch/torch_loader.h"
 #include "py_bootstrap.h" /* generated from py_bootstrap.py: nf_py_bootstrap_source */
@@ -97,6 +98,7 @@ static PyObject *py_set_torch(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (nargs != 5 || nf_py_torch.tensor_type != NULL) return nf_py_none();
     PyObject *torch = args[0];
     nf_py_torch.tensor_type = P.PyObject_GetAttrString(torch, "Tensor");
+    if (nf_core_config()->modules) nf_py_module_set_torch(torch);
     PyObject *C = P.PyObject_GetAttrString(torch, "_C");
     if (C != NULL) {
         nf_py_torch.mode_enabled = P.PyObject_GetAttrString(C, "_is_torch_function_mode_enabled");

@@ -19,6 +19,7 @@
 #include "../../src/nf_intern.h"
 #include "../../src/nf_log.h"
 #include "py_args.h"
+#include "py_module.h"
 #include "py_state.h"
 #include "py_natten_internal.h"
 #include "../torch/torch_loader.h"
@@ -165,8 +166,12 @@ static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t narg
     int nowned = 0;
     p->counted = decode(w, args + 1, nargs - 1, &a, descs, owned, &nowned) == 0 &&
                  nf_py_key(w, &a, &p->key) == 0;
-    if (p->counted) p->key.pass = nf_py_forward_pass();
-    else nf_py_uncounted(w, "the arguments of its compiled call could not be read");
+    if (p->counted) {
+        p->key.pass = nf_py_forward_pass();
+        /* called after the compiled graph ran: the module on the stack is the one
+         * that was compiled (README: Modules, under torch.compile) */
+        p->key.module = nf_py_module_here();
+    } else nf_py_uncounted(w, "the arguments of its compiled call could not be read");
     for (int k = 0; k < nowned; k++) P.Py_DecRef(owned[k]);
     P.PyErr_Clear();
     return nf_py_none();

@@ -12,6 +12,7 @@
 #include "../../src/nf_ledger.h"
 #include "../../src/nf_scope.h"
 #include "py_args.h"
+#include "py_module.h"
 #include "py_state.h"
 #include "../torch/tensor_meta.h"
 
@@ -132,7 +133,11 @@ static bool count_nested(const nf_wrap *w, PyObject *const *args) {
     }
     if (parts) P.Py_DecRef(parts);
     P.PyErr_Clear();
-    for (Py_ssize_t i = 0; ok && i < n; i++) nf_py_count(w, &keys[i], nf_py_default_backend(), NULL, 0);
+    uint16_t module = ok ? nf_py_module_here() : NF_INTERN_NONE;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        keys[i].module = module;
+        nf_py_count(w, &keys[i], nf_py_default_backend(), NULL, 0);
+    }
     return ok;
 }
 
@@ -209,6 +214,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     PyObject *guard = guard_enter(guarded);
     bool readable = first != NULL && nf_py_key(w, &a, &key) == 0;
     guard_leave(guard);
+    if (readable) key.module = nf_py_module_here(); /* read before the call: the caller's */
     P.PyErr_Clear(); /* no error is set on entry to a call */
 
     /* In scope during the call, for work done meanwhile to be attributed to it (the

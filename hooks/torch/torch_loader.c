@@ -16,6 +16,7 @@
 #include "../../src/nf_log.h"
 #include "../../src/nf_scope.h"
 #include "../../src/nf_step.h"
+#include "../python/py_module.h"
 #include "../python/py_natten_internal.h" /* nf_py_version */
 #include "tensor_meta.h"
 #include "torch_observer.h"
@@ -51,6 +52,7 @@ static nf_entry *entry_of(const nf_aten_call *c) {
     key.dtype = intern_cached(c->dtype);
     key.device = intern_cached(c->device);
     key.pass = c->recompute ? NF_PASS_RECOMPUTE : c->backward ? NF_PASS_BACKWARD : NF_PASS_FORWARD;
+    key.module = c->module;
     return nf_ledger_entry(&key);
 }
 
@@ -58,7 +60,7 @@ static nf_entry *entry_of(const nf_aten_call *c) {
  * (by pointer), the device's name the same (by content: the observer reuses its
  * buffer), the operands and FLOPs the same. */
 static bool same_call(const nf_aten_call *a, const nf_aten_call *b, const char *b_device) {
-    if (a->op != b->op || a->dtype != b->dtype || a->backward != b->backward ||
+    if (a->op != b->op || a->dtype != b->dtype || a->backward != b->backward || a->module != b->module ||
         a->recompute != b->recompute || a->nshapes != b->nshapes || a->flops_hi != b->flops_hi ||
         a->flops_lo != b->flops_lo || strcmp(a->device, b_device) != 0)
         return false;
@@ -82,7 +84,8 @@ static _Thread_local struct recent {
 
 static void count(const nf_aten_call *c) {
     if (c->backward && !nf_core_config()->backward) return;
-    uintptr_t h = ((uintptr_t)c->op >> 4) ^ (uintptr_t)c->flops_lo ^ ((uintptr_t)c->flops_lo >> 17);
+    uintptr_t h = ((uintptr_t)c->op >> 4) ^ (uintptr_t)c->flops_lo ^ ((uintptr_t)c->flops_lo >> 17) ^
+                  ((uintptr_t)c->module * 7);
     struct recent *r = &recent[h % RECENT];
     nf_entry *e = r->entry;
     if (e == NULL || !same_call(c, &r->call, r->device)) {
@@ -148,6 +151,7 @@ static void natten_key(const nf_natten_call *c, nf_key *key) {
     key->backend = intern_cached(c->backend);
     key->version = nf_py_version();
     key->pass = c->backward ? NF_PASS_BACKWARD : c->recompute ? NF_PASS_RECOMPUTE : NF_PASS_FORWARD;
+    key->module = c->module;
 }
 
 static bool natten_begin(const nf_natten_call *c) {
@@ -185,8 +189,8 @@ static void step_event(nf_step_event what) {
 
 /* step_event is dropped (NULL: the observer leaves record_function alone) with
  * NAFLOPS_STEP=off. */
-static nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count,     say,
-                                natten_begin,    natten_end,    step_event};
+static nf_observer_host host = {NF_OBSERVER_ABI, natten_active, count,      say,
+                                natten_begin,    natten_end,    step_event, nf_py_module_of_thread};
 
 static atomic_bool counts_natten;
 
@@ -314,6 +318,7 @@ void nf_torch_load(const char *version) {
     *(void **)&get_reader = dlsym(so, "naflops_tensor_reader");
     tensor_reader = get_reader != NULL ? get_reader() : NULL;
     if (nf_core_config()->step == NF_STEP_OFF) host.step_event = NULL;
+    if (!nf_core_config()->modules) host.module_here = NULL;
     if (!whole) { /* NATTEN only: the observer still finds the optimizer's steps */
         nf_observer_start_fn steps;
         *(void **)&steps = dlsym(so, "naflops_observer_steps");

@@ -55,6 +55,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -415,22 +416,110 @@ bool created_by_natten(uint64_t thread, uint64_t seq) {
 // Registry ops open on this thread: what runs inside one is its own business.
 thread_local int open_ops;
 
+// ------------------------------------------------------------------ modules
+//
+// The module of a forward op is read from the Python stack (host->module_here). A
+// backward op runs on the autograd engine, with no module on any stack: it belongs to
+// the module whose forward created the node it runs in. So each counted forward op
+// leaves a mark, per thread: the node it created (sequence number) and its module; a
+// counted op that created no node (no grad, or inside an autograd Function's forward,
+// such as a compiled region's) marks the next sequence number, where the nodes made
+// after it begin. A node is then found by its own mark; else, for a Function's node
+// (made just before its forward ran, whose first counted op marked seq + 1), by that;
+// else by the last mark before it.
+struct Mark {
+    uint64_t seq;
+    uint16_t module;
+    bool node; // seq is the node this op created
+};
+struct Marks {
+    std::mutex lock;
+    std::deque<Mark> v;
+};
+constexpr size_t MARKS_KEPT = 1 << 16;
+std::mutex marks_lock;
+std::unordered_map<uint64_t, std::shared_ptr<Marks>> marks_by_thread;
+thread_local std::shared_ptr<Marks> my_marks;
+
+void mark(uint16_t module, bool node) {
+    if (!my_marks) {
+        auto m = std::make_shared<Marks>();
+        std::lock_guard<std::mutex> g(marks_lock);
+        marks_by_thread[at::RecordFunction::currentThreadId()] = m;
+        my_marks = m;
+    }
+    uint64_t next = at::sequence_number::peek();
+    uint64_t seq = node && next > 0 ? next - 1 : next;
+    std::lock_guard<std::mutex> g(my_marks->lock);
+    auto &v = my_marks->v;
+    if (!v.empty()) {
+        Mark &last = v.back();
+        if (!node && last.module == module) return;
+        if (last.seq == seq) {
+            last = Mark{seq, module, node};
+            return;
+        }
+        if (last.seq > seq) v.clear(); // numbers went back: a new thread with a reused id
+    }
+    v.push_back(Mark{seq, module, node});
+    if (v.size() > MARKS_KEPT) v.pop_front();
+}
+
+uint16_t module_of_node(uint64_t thread, uint64_t seq) {
+    std::shared_ptr<Marks> m;
+    {
+        std::lock_guard<std::mutex> g(marks_lock);
+        auto it = marks_by_thread.find(thread);
+        if (it == marks_by_thread.end()) return 0;
+        m = it->second;
+    }
+    std::lock_guard<std::mutex> g(m->lock);
+    const auto &v = m->v;
+    auto after = std::upper_bound(v.begin(), v.end(), seq,
+                                  [](uint64_t s, const Mark &k) { return s < k.seq; });
+    if (after != v.begin() && std::prev(after)->seq == seq) return std::prev(after)->module;
+    if (after != v.end() && after->seq == seq + 1 && !after->node) return after->module;
+    return after != v.begin() ? std::prev(after)->module : 0;
+}
+
+// The call's module: a forward op's (or a recomputed one's) from the stack, marked for
+// its node; a backward op's from its node's mark.
+void module_for(uint16_t &module, const torch::autograd::Node *node, bool recompute, bool made_node) {
+    if (host->module_here == nullptr) return;
+    if (node != nullptr && !recompute) {
+        module = module_of_node(node->thread_id(), node->sequence_nr());
+        return;
+    }
+    module = host->module_here();
+    mark(module, made_node);
+}
+
+bool needs_grad(const at::Tensor &t) { return t.defined() && t.requires_grad(); }
+
 // The call's pass, or false when it is not counted: inside a backward node that a
 // NATTEN call created, unless checkpointing re-runs a forward there (grad mode on).
-bool pass_of(nf_aten_call &call) {
+// made_node: an operand requires grad (with grad mode on, the op made a node).
+bool pass_of(nf_aten_call &call, bool made_node) {
     auto node = torch::autograd::get_current_node();
-    if (!node) return true;
-    if (c10::GradMode::is_enabled()) {
+    bool grad = c10::GradMode::is_enabled();
+    if (!node) {
+        module_for(call.module, nullptr, false, grad && made_node);
+        return true;
+    }
+    if (grad) {
         call.recompute = true;
+        module_for(call.module, node.get(), true, made_node);
         return true;
     }
     call.backward = true;
-    return !created_by_natten(node->thread_id(), node->sequence_nr());
+    if (created_by_natten(node->thread_id(), node->sequence_nr())) return false;
+    module_for(call.module, node.get(), false, false);
+    return true;
 }
 
 // The rest of a measured call: its pass, op, dtype and device; false: not counted.
-bool finish(nf_aten_call &call, const char *op, const at::Tensor &first) {
-    if (!pass_of(call)) return false;
+bool finish(nf_aten_call &call, const char *op, const at::Tensor &first, bool made_node) {
+    if (!pass_of(call, made_node)) return false;
     // The device's name, kept per thread while the device stays the same: no string
     // built per call, and the host's string cache (by pointer) hits.
     thread_local c10::Device last(c10::DeviceType::CPU);
@@ -493,8 +582,10 @@ void kernel(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::jit::S
             if (n > stack->size()) return false;
             c10::ArrayRef<const c10::IValue> in(stack->data() + (stack->size() - n), n);
             const at::Tensor *first = nullptr;
+            bool grad = false;
+            for (const auto &v : in) grad = grad || (v.isTensor() && needs_grad(v.toTensor()));
             return measure(F, in, call, first) && first != nullptr &&
-                   finish(call, op.schema().name().c_str(), *first);
+                   finish(call, op.schema().name().c_str(), *first, grad);
         },
         [&] { op.redispatchBoxed(after_us(ks), stack); });
 }
@@ -502,13 +593,13 @@ void kernel(const c10::OperatorHandle &op, c10::DispatchKeySet ks, torch::jit::S
 // The default overloads of the four matrix products, unboxed: the path most models'
 // FLOPs take, without IValues on the way in or out.
 bool measure_matmul(Formula f, const char *op, const at::Tensor &a, const at::Tensor &b,
-                    nf_aten_call &call) {
+                    nf_aten_call &call, const at::Tensor *self = nullptr) {
     Dims s[2];
     u128 flops = 0;
     if (dims_of(a, s[0]) != READ_OK || dims_of(b, s[1]) != READ_OK || !matmul_flops(f, s[0], s[1], flops))
         return false;
     fill(call, s, 2, flops);
-    return finish(call, op, a);
+    return finish(call, op, a, needs_grad(a) || needs_grad(b) || (self && needs_grad(*self)));
 }
 
 at::Tensor mm_kernel(c10::DispatchKeySet ks, const at::Tensor &a, const at::Tensor &b) {
@@ -526,14 +617,14 @@ at::Tensor bmm_kernel(c10::DispatchKeySet ks, const at::Tensor &a, const at::Ten
 at::Tensor addmm_kernel(c10::DispatchKeySet ks, const at::Tensor &self, const at::Tensor &a,
                         const at::Tensor &b, const at::Scalar &beta, const at::Scalar &alpha) {
     return counted(
-        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_ADDMM, "aten::addmm", a, b, c); },
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_ADDMM, "aten::addmm", a, b, c, &self); },
         [&] { return at::_ops::addmm::redispatch(after_us(ks), self, a, b, beta, alpha); });
 }
 
 at::Tensor baddbmm_kernel(c10::DispatchKeySet ks, const at::Tensor &self, const at::Tensor &a,
                           const at::Tensor &b, const at::Scalar &beta, const at::Scalar &alpha) {
     return counted(
-        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_BADDBMM, "aten::baddbmm", a, b, c); },
+        wanted(), [&](nf_aten_call &c) { return measure_matmul(F_BADDBMM, "aten::baddbmm", a, b, c, &self); },
         [&] { return at::_ops::baddbmm::redispatch(after_us(ks), self, a, b, beta, alpha); });
 }
 
@@ -697,6 +788,10 @@ bool measure_natten(const NattenOp &no, const c10::FunctionSchema &schema,
     if (node && created_by_natten(node->thread_id(), node->sequence_nr())) return false;
     if (!no.backward && node) call.recompute = true;
     const at::Tensor &first = qa->toTensor();
+    bool grad = false;
+    for (const auto &x : in) grad = grad || (x.isTensor() && needs_grad(x.toTensor()));
+    module_for(call.module, node.get(), node == nullptr || call.recompute,
+               c10::GradMode::is_enabled() && grad);
     thread_local c10::Device last(c10::DeviceType::CPU);
     thread_local std::string device = last.str();
     if (first.device() != last) {

@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define NF_OBSERVER_ABI 4
+#define NF_OBSERVER_ABI 5
 #define NF_ATEN_MAX_SHAPES 3
 #define NF_ATEN_MAX_RANK 6
 
@@ -36,6 +36,7 @@ typedef struct nf_aten_call {
     const char *dtype;   /* "float32", as Python spells torch dtypes */
     const char *device;  /* "cpu", "cuda:0" */
     uint64_t flops_hi, flops_lo; /* FLOPs of the call, FlopCounterMode's formula */
+    uint16_t module;     /* the host's id of the nn.Module that ran it (0: none) */
 } nf_aten_call;
 
 /* One call of a NATTEN dispatcher op (NATTEN 0.20+'s libnatten custom ops,
@@ -57,6 +58,7 @@ typedef struct nf_natten_call {
     int64_t extra_kv;    /* additional tokens every query attends (reference backend) */
     const char *dtype;
     const char *device;
+    uint16_t module;     /* as nf_aten_call's */
 } nf_natten_call;
 
 typedef struct nf_observer_host {
@@ -74,6 +76,11 @@ typedef struct nf_observer_host {
      * thread, or torch.compile compiled (Dynamo's "... (dynamo_timed)" regions).
      * NULL: steps are off, and the observer puts no kernel on record_function. */
     void (*step_event)(nf_step_event what);
+    /* The host's id of the nn.Module running on this thread (from the Python stack,
+     * taking the GIL; 0 outside any). The observer asks it for forward work and
+     * remembers, per autograd node, the module it was created in: backward work
+     * belongs to the module whose forward made its node. NULL: modules are off. */
+    uint16_t (*module_here)(void);
 } nf_observer_host;
 
 /* Exported by the observer. start registers the kernels; 0 on success, else -1
