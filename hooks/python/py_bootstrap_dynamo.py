@@ -64,19 +64,23 @@ def subgraph_args(fn, args):
     return args
 
 
-def skip_frame(code):
+def skip_frame(code, recursive=False):
     """Dynamo never analyses the wrapper's own frame: called from eager code (a
     graph break inside NATTEN sends the call back to eager), the wrapper runs
     as it is and Dynamo starts at the original's frame, as it does plain, so
     its frames, breaks, graphs and frame ids are plain's. Inlined into a traced
     frame, the wrapper is traced as before (this only marks the code object,
-    through Dynamo's per-code execution strategy in torch._C: no import)."""
+    through Dynamo's per-code execution strategy in torch._C: no import).
+    recursive: what the frame calls is skipped too (the bootstrap's own helpers,
+    which the C side calls during an eager NATTEN call, maybe under a compiled
+    function's frame callback: Dynamo would analyse them and count frames plain
+    never has)."""
     ev = getattr(getattr(getattr(sys.modules.get("torch"), "_C", None), "_dynamo", None), "eval_frame", None)
     try:
         strategy = getattr(ev, "set_code_exec_strategy", None)
         if strategy is not None:  # torch 2.7 and later
             action = ev._FrameAction
-            strategy(code, ev._FrameExecStrategy(action.SKIP, action.DEFAULT))
+            strategy(code, ev._FrameExecStrategy(action.SKIP, action.SKIP if recursive else action.DEFAULT))
             return
         skip = getattr(ev, "skip_code", None)
         if skip is not None:  # torch 2.5, 2.6

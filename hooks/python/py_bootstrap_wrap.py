@@ -20,6 +20,8 @@ def set_torch():
     if torch is None or not hasattr(torch, "Tensor"):
         return
     state["torch"] = True
+    for helper in (backward_hook, multi_grad_hook, nested_parts, has_tangent):
+        skip_frame(helper.__code__, recursive=True)
     _c["set_torch"](torch, backward_hook, multi_grad_hook, nested_parts, has_tangent)
     config = sys.modules.get(dynamo_config)
     if config is not None:

@@ -373,7 +373,7 @@ def test_compiled_natten021_per_module(backend, how, py021, lib, tmp_path):
         for _ in range(2):
             run(x).sum().backward()
         from torch._dynamo.utils import counters
-        print(sorted((k, sorted(v.items())) for k, v in counters.items() if k in ("stats", "graph_break")))
+        print(sorted((k, sorted(v.items())) for k, v in counters.items() if k in ("stats", "frames", "graph_break")))
     """)
     (tmp_path / "plain").mkdir()
     plain = run_program(py021, code, tmp_path / "plain")

@@ -18,6 +18,7 @@
 #include "nf_unit.h"
 
 #include "../../src/nf_intern.h"
+#include "../../src/nf_module_report.h"
 #include "../../src/nf_report.h"
 
 static void set_shape(int64_t *dst, uint8_t *rank, const int64_t *src, int n) {
@@ -170,13 +171,13 @@ static void test_json_header_and_ops(void **state) {
     nf_report_json(c.f, &run, e, 2);
     const char *t = capture_close(&c);
     assert_json(t);
-    assert_contains(t, "\"schema\": \"naflops/3\"");
+    assert_contains(t, "\"schema\": \"naflops/4\"");
     assert_contains(t, "\"pid\": 4242");
     assert_contains(t, "\"host\": \"node7\"");
     assert_contains(t, "\"rank\": \"0\", \"local_rank\": null, \"world_size\": \"2\"");
     assert_contains(t, "\"natten_version\": \"0.17.5\",\n  \"ops\": [");
     /* A: every field */
-    assert_contains(t, "{\"op\": \"na2d\", \"pass\": \"forward\", \"kind\": \"fused\", "
+    assert_contains(t, "{\"op\": \"na2d\", \"pass\": \"forward\", \"module\": null, \"kind\": \"fused\", "
                        "\"natten_version\": \"0.17.5\", \"backend\": \"cutlass-fna\"");
     assert_contains(t, "\"shape\": [2, 8, 8, 2, 16], \"key_shape\": [2, 8, 8, 2, 16], "
                        "\"value_shape\": [2, 8, 8, 2, 16]");
@@ -185,7 +186,7 @@ static void test_json_header_and_ops(void **state) {
     assert_contains(t, "\"dtype\": \"float16\", \"device\": \"cuda:0\", \"calls\": 3, "
                        "\"flops_per_call\": 147456, \"flops\": 442368, \"macs\": 221184}");
     /* B: unknown backend is null; counts past 2^64 are bare integers */
-    assert_contains(t, "{\"op\": \"na1d\", \"pass\": \"backward\", \"kind\": \"fused\", "
+    assert_contains(t, "{\"op\": \"na1d\", \"pass\": \"backward\", \"module\": null, \"kind\": \"fused\", "
                        "\"natten_version\": \"0.17.5\", \"backend\": null");
     assert_contains(t, "\"kernel_size\": [512], \"stride\": [1], \"dilation\": [1], "
                        "\"is_causal\": [false]");
@@ -324,12 +325,12 @@ static void test_csv(void **state) {
     const char *t = capture_close(&c);
     const char *want =
         "op,pass,kind,natten_version,backend,shape,key_shape,value_shape,kernel_size,stride,"
-        "dilation,is_causal,additional_kv,dtype,device,calls,flops_per_call,flops,macs\n"
+        "dilation,is_causal,additional_kv,dtype,device,calls,flops_per_call,flops,macs,module\n"
         "na2d,forward,fused,0.17.5,cutlass-fna,2x8x8x2x16,2x8x8x2x16,2x8x8x2x16,3x3,1x1,2x1,FT,"
-        "0,float16,cuda:0,3,147456,442368,221184\n"
+        "0,float16,cuda:0,3,147456,442368,221184,\n"
         "na1d,backward,fused,0.17.5,,1048576x16384x1024x128,1048576x16384x1024x128,"
         "1048576x16384x1024x128,512,1,1,F,0,bfloat16,cuda:1,6,9223372036854775808,"
-        "55340232221128654848,27670116110564327424\n";
+        "55340232221128654848,27670116110564327424,\n";
     assert_string_equal(t, want);
     free(c.text);
 }
@@ -557,7 +558,7 @@ static void test_table_whole_model(void **state) {
     t = capture_close(&c);
     assert_json(t);
     assert_contains(t, "\"natten_flops\": 442368, \"other_flops\": 2359296, \"calls\": 6, \"uncounted_calls\": 0}");
-    assert_contains(t, "{\"op\": \"aten::mm\", \"pass\": \"backward\", \"kind\": \"aten\", "
+    assert_contains(t, "{\"op\": \"aten::mm\", \"pass\": \"backward\", \"module\": null, \"kind\": \"aten\", "
                        "\"natten_version\": null, \"backend\": null,\n     \"shape\": [128, 96], "
                        "\"key_shape\": [96, 32], \"value_shape\": null,\n     \"kernel_size\": null, "
                        "\"stride\": null, \"dilation\": null, \"is_causal\": [],");
@@ -566,7 +567,7 @@ static void test_table_whole_model(void **state) {
     capture_open(&c);
     nf_report_csv(c.f, e, 3);
     t = capture_close(&c);
-    assert_contains(t, "\naten::mm,backward,aten,,,128x96,96x32,-,-,-,-,,0,float32,cpu,1,786432,786432,393216\n");
+    assert_contains(t, "\naten::mm,backward,aten,,,128x96,96x32,-,-,-,-,,0,float32,cpu,1,786432,786432,393216,\n");
     free(c.text);
 }
 
@@ -592,6 +593,87 @@ static void test_table_caps_aten_rows(void **state) {
     free(c.text);
 }
 
+/* ------------------------------------------------------------ modules */
+
+static nf_entry *in_module(nf_entry *e, const char *module) {
+    nf_key key = e->key;
+    uint64_t calls = atomic_load(&e->calls);
+    key.module = nf_intern(module);
+    nf_entry *m = nf_ledger_entry(&key);
+    assert_non_null(m);
+    atomic_store(&m->calls, calls);
+    return m;
+}
+
+/* Rows in modules: mm 1000 in Net.enc.attn.qkv (three below the root: summed into
+ * Net.enc.attn in the block), addmm 2 x 500 in Net.enc, A (na2d, 442368) in
+ * Net.enc.attn, mm 200 in Net.head, mm 100 outside. Total 444668; Net 444568,
+ * Net.enc 444368, Net.enc.attn 443368 (NATTEN 442368), Net.head 200. Shares in
+ * integer per mille, as the report rounds: Net 444568 / 444668 -> 100.0%, NATTEN's of
+ * Net 442368 / 444568 -> 99.6%. The per-op table sums A's rows across modules; the
+ * JSON row names its module, the CSV's last column too (quoted when it must be). */
+static void test_module_block(void **state) {
+    (void)state;
+    nf_entry *e[6] = {in_module(entry_aten("aten::mm", NF_PASS_FORWARD, 1000, 1, 7, 8, 9), "Net.enc.attn.qkv"),
+                      in_module(entry_aten("aten::addmm", NF_PASS_FORWARD, 500, 2, 7, 8, 10), "Net.enc"),
+                      in_module(entry_a(), "Net.enc.attn"),
+                      in_module(entry_aten("aten::mm", NF_PASS_FORWARD, 200, 1, 7, 8, 11), "Net.head"),
+                      entry_aten("aten::mm", NF_PASS_FORWARD, 100, 1, 7, 8, 12),
+                      in_module(entry_aten("aten::mm", NF_PASS_FORWARD, 0, 0, 7, 8, 13), "a,\"b")};
+    capture c;
+    capture_open(&c);
+    nf_module_report_table(c.f, e, 5, NF_UNITS_EXACT);
+    const char *t = capture_close(&c);
+    char l[512], w[512];
+    assert_string_equal(words(line_of(t, 0, l, sizeof l), w, sizeof w),
+                        "naflops: module (submodules included) FLOPs share NATTEN");
+    assert_string_equal(words(line_of(t, 1, l, sizeof l), w, sizeof w), "naflops: Net 444568 100.0% 99.6%");
+    assert_string_equal(words(line_of(t, 2, l, sizeof l), w, sizeof w), "naflops: Net.enc 444368 100.0% 99.6%");
+    assert_string_equal(words(line_of(t, 3, l, sizeof l), w, sizeof w),
+                        "naflops: Net.enc.attn 443368 99.9% 99.9%");
+    assert_string_equal(words(line_of(t, 4, l, sizeof l), w, sizeof w), "naflops: Net.head 200 0.0% 0.0%");
+    assert_string_equal(words(line_of(t, 5, l, sizeof l), w, sizeof w),
+                        "naflops: (outside modules) 100 0.0% 0.0%");
+    assert_null(strstr(t, "qkv"));
+    free(c.text);
+
+    /* the per-op table: A's module rows summed (A itself and A in Net.enc.attn) */
+    nf_entry *both[2] = {entry_a(), e[2]};
+    capture_open(&c);
+    nf_report_table(c.f, &run, both, 2, NF_UNITS_EXACT);
+    t = capture_close(&c);
+    assert_string_equal(words(line_of(t, 2, l, sizeof l), w, sizeof w),
+                        "naflops: na2d forward fused cutlass-fna 2x8x8x2x16 3x3 2x1 FT float16 "
+                        "cuda:0 6 884736");
+    assert_null(strstr(line_of(t, 3, l, sizeof l), "na2d"));
+    free(c.text);
+
+    capture_open(&c);
+    nf_report_json(c.f, &run, e, 6);
+    t = capture_close(&c);
+    assert_json(t);
+    assert_contains(t, "\"schema\": \"naflops/4\"");
+    assert_contains(t, "\"pass\": \"forward\", \"module\": \"Net.enc.attn.qkv\", \"kind\"");
+    assert_contains(t, "\"module\": \"a,\\\"b\"");
+    free(c.text);
+
+    capture_open(&c);
+    nf_report_csv(c.f, e, 6);
+    t = capture_close(&c);
+    assert_contains(t, ",macs,module\n");
+    assert_contains(t, ",1000,500,Net.enc.attn.qkv\n");
+    assert_contains(t, ",0,0,\"a,\"\"b\"\n");
+    free(c.text);
+
+    /* no row in a module: no block */
+    nf_entry *none[1] = {e[4]};
+    capture_open(&c);
+    nf_module_report_table(c.f, none, 1, NF_UNITS_EXACT);
+    t = capture_close(&c);
+    assert_string_equal(t, "");
+    free(c.text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_whole_model),
@@ -607,6 +689,7 @@ int main(void) {
         cmocka_unit_test(test_table_kv_shapes_and_extra_kv),
         cmocka_unit_test(test_table_empty),
         cmocka_unit_test(test_natten_version),
+        cmocka_unit_test(test_module_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
