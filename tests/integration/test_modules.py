@@ -358,10 +358,10 @@ def test_compiled_natten021_per_module(backend, how, py021, lib, tmp_path):
     as a frame: here, on torch 2.8, Dynamo breaks the graph inside NATTEN's Flex path
     and runs each attention module's call itself, so the attention modules' names,
     whether the whole model or each block was compiled (with no break, the compiled
-    module's name: README, Modules). The other ops stay in the model's tree. Dynamo's graphs, captured calls and graph breaks equal plain's. (Its
-    frames counter does not, with or without module attribution: with NATTEN 0.21's
-    graph break in Flex's path, Dynamo counts one frame more under the preload, the
-    wrapper's; README, Limits.)"""
+    module's name: README, Modules). The other ops stay in the model's tree. Dynamo's
+    frames, graphs, captured calls and graph breaks equal plain's (the bootstrap's
+    backward-hook factory, called during the eager NATTEN call after Flex's graph
+    break, was once one more frame)."""
     code = NA021 + textwrap.dedent(f"""
         import torch._dynamo
         if {how!r} == "whole":
