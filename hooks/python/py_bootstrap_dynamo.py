@@ -26,6 +26,8 @@ def route_to_root(misc):
 
     def call_function(self, tx, *args, **kwargs):
         if getattr(self, "value", None) in ours:
+            if self.value is begin and args and isinstance(args[0], list):
+                args = (args[0] + traced_module(tx),) + args[1:]
             output = getattr(tx, "output", None)
             root = getattr(output, "root_tx", None)
             if root is not None:
@@ -40,6 +42,50 @@ def route_to_root(misc):
     for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
         setattr(call_function, attr, getattr(call, attr, None))
     cls.call_function = call_function
+
+
+MODULE_ARG = "naflops.module="
+
+
+def traced_module(tx):
+    """The module Dynamo was inside when it traced a NATTEN call, as one more argument
+    of begin(): "naflops.module=levels.0.attn", the path from the traced frame's own
+    module (its `self`), which begin() looks up from the module running that frame.
+    Dynamo's nn_module_stack spells paths per release ("L['self']._modules['levels']
+    ._modules['0'].attn" on 2.8, "L['self'].levels.0.attn" on 2.15); none when the
+    path does not start at the frame's `self` or cannot be read."""
+    try:
+        stack = getattr(tx, "nn_module_stack", None)
+        if not stack:
+            return []
+        path = list(stack.values())[-1][0]
+        if not isinstance(path, str) or not path.startswith("L['self']"):
+            return []
+        parts, rest = [], path[len("L['self']"):]
+        while rest:
+            if rest.startswith("._modules['"):
+                end = rest.index("']", 11)
+                parts.append(rest[11:end])
+                rest = rest[end + 2:]
+            elif rest.startswith("['"):
+                end = rest.index("']", 2)
+                parts.append(rest[2:end])
+                rest = rest[end + 2:]
+            elif rest.startswith("["):
+                end = rest.index("]")
+                parts.append(rest[1:end])
+                rest = rest[end + 1:]
+            elif rest.startswith("."):
+                end = min([i for i in (rest.find(".", 1), rest.find("[", 1)) if i > 0] or [len(rest)])
+                parts.append(rest[1:end])
+                rest = rest[end:]
+            else:
+                return []
+        from torch._dynamo.variables import ConstantVariable
+
+        return [ConstantVariable.create(MODULE_ARG + ".".join(parts))]
+    except Exception:
+        return []
 
 
 def in_subgraph(output):

@@ -140,6 +140,19 @@ static int decode(const nf_wrap *w, PyObject *const *items, Py_ssize_t n, nf_arg
 /* begin(token, *described) */
 static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
+    /* The module Dynamo traced the call in (py_bootstrap_dynamo.py: traced_module),
+     * a last argument "naflops.module=<path>" */
+    const char *module_path = NULL;
+    static const char prefix[] = "naflops.module=";
+    if (nargs > 1) {
+        Py_ssize_t len = 0;
+        const char *last = P.PyUnicode_AsUTF8AndSize(args[nargs - 1], &len);
+        if (last != NULL && (size_t)len >= sizeof prefix - 1 && memcmp(last, prefix, sizeof prefix - 1) == 0) {
+            module_path = last + sizeof prefix - 1;
+            nargs--;
+        }
+        P.PyErr_Clear();
+    }
     const nf_wrap *w = nargs >= 1 ? nf_py_wrap(P.PyLong_AsLongLong(args[0])) : NULL;
     P.PyErr_Clear();
     /* Compiled code run inside an eager NATTEN call (a graph break inside NATTEN):
@@ -169,8 +182,8 @@ static PyObject *py_begin(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (p->counted) {
         p->key.pass = nf_py_forward_pass();
         /* called after the compiled graph ran: the module on the stack is the one
-         * that was compiled (README: Modules, under torch.compile) */
-        p->key.module = nf_py_module_here();
+         * that was compiled; Dynamo's path leads from it to the call's own */
+        p->key.module = nf_py_module_below(module_path);
     } else nf_py_uncounted(w, "the arguments of its compiled call could not be read");
     for (int k = 0; k < nowned; k++) P.Py_DecRef(owned[k]);
     P.PyErr_Clear();

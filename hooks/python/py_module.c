@@ -399,7 +399,66 @@ static uint16_t id_of(named *e) {
 
 /* ------------------------------------------------------------ the entry points */
 
-uint16_t nf_py_module_here(void) {
+/* The id naming module, whose _call_impl frame (or an inner one) is frame. */
+static uint16_t name_for(PyObject *module, PyObject *frame, int *budget) {
+    named *e = lookup(module);
+    if (e == NULL) {
+        /* First count in this module: name the tree of the outermost module on the
+         * stack, then, if this one is not in it, its own. */
+        PyObject *root = NULL, *f = frame;
+        P.Py_IncRef(f);
+        while ((f = next_call(f, budget)) != NULL) {
+            PyObject *m = module_of(f);
+            if (m != NULL) {
+                if (root) P.Py_DecRef(root);
+                root = m;
+            }
+            PyObject *back = P.PyFrame_GetBack(f);
+            P.Py_DecRef(f);
+            f = back;
+        }
+        if (root != NULL) {
+            name_from(root);
+            P.Py_DecRef(root);
+        }
+        if ((e = lookup(module)) == NULL) {
+            name_from(module);
+            e = lookup(module);
+        }
+    }
+    return e != NULL ? id_of(e) : NF_INTERN_NONE;
+}
+
+/* The submodule at a dotted path below module (new reference), or NULL. */
+static PyObject *below(PyObject *module, const char *path) {
+    P.Py_IncRef(module);
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        char part[256];
+        PyObject *dict = len < sizeof part ? modules_dict(module) : NULL;
+        PyObject *child = NULL;
+        if (dict != NULL) {
+            memcpy(part, path, len);
+            part[len] = '\0';
+            child = P.PyDict_GetItemString(dict, part); /* borrowed */
+            P.Py_DecRef(dict);
+        }
+        P.Py_DecRef(module);
+        if (child == NULL || P.PyObject_IsInstance(child, M.module_type) != 1) {
+            P.PyErr_Clear();
+            return NULL;
+        }
+        P.Py_IncRef(child);
+        module = child;
+        path += len + (dot != NULL);
+    }
+    return module;
+}
+
+uint16_t nf_py_module_here(void) { return nf_py_module_below(NULL); }
+
+uint16_t nf_py_module_below(const char *path) {
     if (!M.ready) return NF_INTERN_NONE;
     PyObject *top = P.PyEval_GetFrame(); /* borrowed */
     if (top == NULL) return NF_INTERN_NONE;
@@ -413,32 +472,9 @@ uint16_t nf_py_module_here(void) {
     }
     uint16_t id = NF_INTERN_NONE;
     if (module != NULL) {
-        named *e = lookup(module);
-        if (e == NULL) {
-            /* First count in this module: name the tree of the outermost module on
-             * the stack, then, if this one is not in it, its own. */
-            PyObject *root = NULL, *f = frame;
-            P.Py_IncRef(f);
-            while ((f = next_call(f, &budget)) != NULL) {
-                PyObject *m = module_of(f);
-                if (m != NULL) {
-                    if (root) P.Py_DecRef(root);
-                    root = m;
-                }
-                PyObject *back = P.PyFrame_GetBack(f);
-                P.Py_DecRef(f);
-                f = back;
-            }
-            if (root != NULL) {
-                name_from(root);
-                P.Py_DecRef(root);
-            }
-            if ((e = lookup(module)) == NULL) {
-                name_from(module);
-                e = lookup(module);
-            }
-        }
-        if (e != NULL) id = id_of(e);
+        PyObject *inner = path != NULL ? below(module, path) : NULL;
+        id = name_for(inner != NULL ? inner : module, frame, &budget);
+        if (inner) P.Py_DecRef(inner);
         P.Py_DecRef(module);
     }
     if (frame) P.Py_DecRef(frame);

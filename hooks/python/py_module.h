@@ -16,6 +16,11 @@ bool nf_py_module_ready(void);
 /* The innermost module on this thread's Python stack. Call with the GIL held. */
 uint16_t nf_py_module_here(void);
 
+/* The module at a dotted path ("levels.0.attn") below the innermost one: where
+ * Dynamo traced a NATTEN call inside a compiled frame, the path from the frame's
+ * module; that module itself when the path does not lead to a module. */
+uint16_t nf_py_module_below(const char *path);
+
 /* The same from a thread that may not hold the GIL (the libtorch observer's kernels
  * run with it released): takes it for the read. NF_INTERN_NONE on a thread that
  * never ran Python, and while the interpreter finalizes. */

@@ -454,3 +454,50 @@ def test_threads_and_dataloader_workers_keep_their_modules(py021, lib, tmp_path)
     assert per[("Beta.fc", "backward")] == 300 * 2 * (2 * 4 * 8 * 16)
     assert {r["module"] for r in worker["ops"]} == {"Pre.proj"}
     assert sum(r["flops"] for r in worker["ops"]) == 4 * 2 * 2 * 8 * 4
+
+
+STANDIN_NET = """
+import sys, torch, natten
+import natten.functional as nf
+torch.manual_seed(0)
+class Attn(torch.nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+        self.qkv = torch.nn.Linear(32, 96)
+    def forward(self, x):
+        b, h, w, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, h, w, 3, 2, 16).unbind(3)
+        return nf.na2d(q, k, v, kernel_size=self.k).reshape(b, h, w, c)
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Sequential(Attn(3)), torch.nn.Sequential(Attn(5))])
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+cm = torch.compile(Net(), backend="aot_eager", fullgraph=True)
+x = torch.randn(2, 8, 8, 32)
+for _ in range(2):
+    cm(x).sum().backward()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("whole_model", ["0", "1"])
+def test_fullgraph_natten_calls_carry_dynamos_module(whole_model, py021, lib, tmp_path):
+    """No graph break (the stand-in for NATTEN 0.20+'s GPU path, a custom op Dynamo
+    captures whole): a NATTEN call the compiled path counts carries the module Dynamo
+    traced it in (Net.blocks.1.0, from its nn_module_stack), forward and backward.
+    Where the libtorch observer counts NATTEN's dispatcher ops (the whole-model count
+    on), the op runs inside the compiled graph with no such record: its rows carry the
+    compiled module (README, Modules)."""
+    from test_compile import STANDIN
+    run = run_program(py021, STANDIN_NET, tmp_path, lib=lib,
+                      env={"PYTHONPATH": STANDIN, "NAFLOPS_SUMMARY": "never", "NAFLOPS_WHOLE_MODEL": whole_model})
+    assert run.returncode == 0 and run.stdout == "ok\n", run.stderr[-3000:]
+    rows = sorted((r["module"], r["pass"], r["kernel_size"][0], r["calls"]) for r in run.dump["ops"]
+                  if r["kind"] != "aten")
+    where = {3: "Net.blocks.0.0", 5: "Net.blocks.1.0"} if whole_model == "0" else {3: "Net", 5: "Net"}
+    assert rows == sorted((where[k], p, k, 2) for k in (3, 5) for p in ("forward", "backward"))
