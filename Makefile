@@ -167,6 +167,7 @@ bench: $(LIB) env observers
 	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
 	scripts/bench-call --lib $(abspath $(LIB))
 	scripts/bench-step --lib $(abspath $(LIB))
+	scripts/bench-modules --lib $(abspath $(LIB))
 
 # The observer compiled (not linked) against the headers of every torch minor release
 # from 2.5 to the newest on PyPI, fetched with range requests; a Markdown table on
