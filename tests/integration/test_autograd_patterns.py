@@ -179,7 +179,7 @@ def test_a_program_that_counts_nothing_leaves_a_dump(py021, lib, tmp_path, whole
     r = run_program(py021, NOTHING, tmp_path, lib=lib, env={"NAFLOPS_WHOLE_MODEL": whole_model})
     assert r.returncode == 0 and r.naflops_lines() == [], r.stderr
     d = r.dump
-    assert d["schema"] == "naflops/3" and d["ops"] == [] and d["natten_version"] == "0.21.7"
+    assert d["schema"] == "naflops/4" and d["ops"] == [] and d["natten_version"] == "0.21.7"
     assert int(d["totals"]["flops"]) == 0 and d["totals"]["uncounted_calls"] == 0
 
 

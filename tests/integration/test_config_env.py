@@ -96,11 +96,11 @@ def test_json_dump_schema(py021, lib, tmp_path):
     r = run_program(py021, PROGRAM, tmp_path, lib, env={"RANK": "1", "LOCAL_RANK": "1",
                                                          "WORLD_SIZE": "2"})
     d = r.dump
-    assert d["schema"] == "naflops/3" and isinstance(d["pid"], int)
+    assert d["schema"] == "naflops/4" and isinstance(d["pid"], int)
     assert (d["rank"], d["local_rank"], d["world_size"]) == ("1", "1", "2")
     for op in d["ops"]:
         for field in ("op", "pass", "kind", "shape", "kernel_size", "dilation", "is_causal",
-                      "dtype", "device", "calls", "flops", "macs", "natten_version", "backend"):
+                      "dtype", "device", "calls", "flops", "macs", "natten_version", "backend", "module"):
             assert field in op
         assert op["flops"] == 2 * op["macs"] == op["calls"] * op["flops_per_call"]
     t = d["totals"]
