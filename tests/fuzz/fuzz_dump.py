@@ -28,7 +28,8 @@ with atheris.instrument_imports(include=["naflops"]):
 
 SEEDS = [json.loads(p.read_text()) for p in sorted((HERE / "seeds" / "dump").glob("*.json"))]
 ODD = [None, True, False, 0, 1, -1, 2**64, 2**128 - 1, 2**128, 2**256 - 1, 2**256, 1.5, "",
-       "x", "\ud800", "forward", "backward", "attention", "av", "naflops/1", "naflops/2", "naflops/3", [],
+       "x", "\ud800", "forward", "backward", "attention", "av", "naflops/1", "naflops/2", "naflops/3", "naflops/4",
+       "Net.blocks.0", [],
        [0], [-1], [True], [None], {}, {"calls": 1}]
 
 
