@@ -112,6 +112,8 @@ static void test_bools_good(void **state) {
         assert_false(parse_one("NAFLOPS_DISABLE", no[i], 0).disabled);
         assert_true(parse_one("NAFLOPS_BACKWARD", yes[i], 0).backward);
         assert_false(parse_one("NAFLOPS_BACKWARD", no[i], 0).backward);
+        assert_true(parse_one("NAFLOPS_MODULES", yes[i], 0).modules);
+        assert_false(parse_one("NAFLOPS_MODULES", no[i], 0).modules);
     }
 }
 
@@ -169,6 +171,7 @@ static void test_bad_bools(void **state) {
     for (int i = 0; i < 8; i++) {
         bad_value("NAFLOPS_DISABLE", bad[i], BOOLS, "0");
         bad_value("NAFLOPS_BACKWARD", bad[i], BOOLS, "1");
+        bad_value("NAFLOPS_MODULES", bad[i], BOOLS, "1");
     }
 }
 
