@@ -361,7 +361,8 @@ def test_compiled_natten021_per_module(backend, how, py021, lib, tmp_path):
     module's name: README, Modules). The other ops stay in the model's tree. Dynamo's
     frames, graphs, captured calls and graph breaks equal plain's (the bootstrap's
     backward-hook factory, called during the eager NATTEN call after Flex's graph
-    break, was once one more frame)."""
+    break, was once one more frame). Inductor does not run here, plain or preloaded:
+    its CPU lowering of Flex takes no `return_lse`, which NATTEN asks for."""
     code = NA021 + textwrap.dedent(f"""
         import torch._dynamo
         if {how!r} == "whole":
