@@ -94,7 +94,10 @@ static void percent(nf_u128 part, nf_u128 total, char *buf, size_t len) {
         snprintf(buf, len, "-");
         return;
     }
-    nf_u128 pm = total / 1000 ? (part + total / 2000) / (total / 1000) : part * 1000 / total;
+    /* per mille, rounded half up, exact; past 2^117 FLOPs (never, in practice) the
+     * operands are scaled down first so that 2000 * part cannot overflow */
+    while (part > ((nf_u128)1 << 117) || total > ((nf_u128)1 << 117)) part >>= 1, total >>= 1;
+    nf_u128 pm = total ? (2000 * part + total) / (2 * total) : 0;
     if (pm > 1000) pm = 1000;
     snprintf(buf, len, "%u.%u%%", (unsigned)(pm / 10), (unsigned)(pm % 10));
 }

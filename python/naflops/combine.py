@@ -2,15 +2,19 @@
 runs lined up for a diff, and a dump written back as JSON."""
 import json
 
-from naflops.dumps import COUNTED, LIMIT, OP_FIELDS, PASSES, SCHEMA, SCHEMA_STEPS, STEP_KEYS, show
+from naflops.dumps import (COUNTED, LIMIT, OP_FIELDS, PASSES, SCHEMA, SCHEMA_MODULES, SCHEMA_STEPS,
+                           STEP_KEYS, has_modules, show)
 from naflops.figures import describe
 from naflops.errors import NaflopsError
 from naflops.steps import merge_steps, steps_json
 
 
+SIGNATURE_FIELDS = tuple(OP_FIELDS) + ("module",)  # rows are per signature and module
+
+
 def signature(op, leave_out=COUNTED):
     return tuple((k, tuple(v) if isinstance(v, list) else v)
-                 for k, v in ((k, op[k]) for k in OP_FIELDS) if k not in leave_out)
+                 for k, v in ((k, op.get(k)) for k in SIGNATURE_FIELDS) if k not in leave_out)
 
 
 def _rank_key(r):
@@ -86,7 +90,8 @@ def merge(named, notes=None):
     steps, by_rank, note = merge_steps(named, _rank_key)
     if note and notes is not None:
         notes.append(note)
-    merged = {"schema": SCHEMA_STEPS if by_rank else SCHEMA, "pid": None,
+    schema = SCHEMA_MODULES if has_modules(named[0][1]) else SCHEMA_STEPS if by_rank else SCHEMA
+    merged = {"schema": schema, "pid": None,
               "host": hosts.pop() if len(hosts) == 1 else None, "rank": None,
               "local_rank": None, "world_size": named[0][1]["world_size"],
               "natten_version": version, "ranks": sorted(ranks, key=_rank_key), "ops": ops,
@@ -103,7 +108,10 @@ def to_json(doc):
     per record) and each rank's."""
     head = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()
             if k not in ("ops", "totals") + STEP_KEYS]
-    ops = ",\n".join("    " + json.dumps({k: op[k] for k in OP_FIELDS}) for op in doc["ops"])
+    fields = list(OP_FIELDS)
+    if has_modules(doc):  # where the library puts it
+        fields.insert(fields.index("pass") + 1, "module")
+    ops = ",\n".join("    " + json.dumps({k: op[k] for k in fields}) for op in doc["ops"])
     body = head + [f'  "ops": [\n{ops}\n  ]' if ops else '  "ops": []',
                    f'  "totals": {json.dumps(doc["totals"])}']
     if "steps" in doc:
@@ -115,7 +123,7 @@ def to_json(doc):
     return "{\n" + ",\n".join(body) + "\n}\n"
 
 
-DIFF_KEY_LEAVES_OUT = COUNTED + ("natten_version", "flops_per_call")
+DIFF_KEY_LEAVES_OUT = COUNTED + ("natten_version", "flops_per_call", "module")  # per op; modules apart
 
 
 def diff_sides(a, b):

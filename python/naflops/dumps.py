@@ -1,14 +1,17 @@
-"""Reading and validating dumps: the library's JSON dumps (schemas naflops/1, /2 and
-/3), every field checked, a /1 dump read as /2; a /3 dump's steps are checked by
-naflops.stepcheck. What is wrong is a NaflopsError whose text is the one line to print."""
+"""Reading and validating dumps: the library's JSON dumps (schemas naflops/1 to /4),
+every field checked, a /1 dump read as /2; a /3 or /4 dump's steps are checked by
+naflops.stepcheck; a /4 dump's ops each name their module (older dumps' ops get
+"module": None, and has_modules() says they have no module dimension). What is wrong is a NaflopsError whose text is the one line to print."""
 import json
 
 from naflops.errors import NaflopsError
 
 SCHEMA = "naflops/2"        # what merge writes when no dump has steps
 SCHEMA_STEPS = "naflops/3"  # and when one has
-# /2 adds the recompute pass and model/hardware totals; /3 the optional "steps"
-READS = ("naflops/1", "naflops/2", "naflops/3")
+SCHEMA_MODULES = "naflops/4"  # what merge writes for /4 dumps
+# /2 adds the recompute pass and model/hardware totals; /3 the optional "steps"; /4
+# each op's "module" (rows per signature and module)
+READS = ("naflops/1", "naflops/2", "naflops/3", "naflops/4")
 STEP_KEYS = ("steps", "steps_by_rank")  # /3's (steps_by_rank: a merged dump's)
 U128_MAX = 2**128 - 1   # the library's counts saturate here
 LIMIT = 2**256          # numbers in a dump must be below this
@@ -54,6 +57,12 @@ TOTAL_FIELDS = {k: _COUNT for k in ("flops", "macs", "forward_flops", "backward_
 TOTAL_FIELDS_2 = {k: _COUNT for k in ("recompute_flops", "recompute_macs", "jvp_flops",
                                       "jvp_macs", "model_flops", "model_macs", "uncounted_calls")}
 COUNTED = ("calls", "flops", "macs")  # what merge adds up; the rest is the signature
+MODULE_FIELD = (_OPT_STR[0], "a module name (a string) or null")
+
+
+def has_modules(doc):
+    """Whether the dump's ops carry the module that ran them (naflops/4)."""
+    return doc["schema"] == SCHEMA_MODULES
 
 
 def show(v):
@@ -110,7 +119,7 @@ def _check_fields(obj, fields, where, fail):
 
 
 def validate(doc, name):
-    """Returns doc if it is a valid naflops/1, /2 or /3 dump, else raises NaflopsError.
+    """Returns doc if it is a valid naflops/1 to /4 dump, else raises NaflopsError.
     A naflops/1 dump comes back as /2 (no recompute: model = hardware = flops); a /1 or
     /2 dump's "steps", beyond its schema, are dropped."""
     def fail(message):
@@ -132,6 +141,10 @@ def validate(doc, name):
         if type(op) is not dict:
             fail(f"{where}: expected an object, got {show(op)}")
         _check_fields(op, OP_FIELDS, where + ".", fail)
+        if doc["schema"] == SCHEMA_MODULES:
+            _check_fields(op, {"module": MODULE_FIELD}, where + ".", fail)
+        else:
+            op["module"] = None  # not known: has_modules() is false
         if op["pass"] not in passes_allowed:
             fail(f"{where}.pass: expected {' or '.join(passes_allowed)}, got {show(op['pass'])}")
         if not _sums_to(op["flops"], [op["calls"] * op["flops_per_call"]]):
@@ -161,7 +174,7 @@ def validate(doc, name):
     calls = sum(op["calls"] for op in doc["ops"])
     if totals["calls"] not in (calls, calls % 2**64):  # the library's total is 64-bit
         fail(f"totals.calls: {totals['calls']} is not the sum of the ops' calls ({calls})")
-    if doc["schema"] == SCHEMA_STEPS:
+    if doc["schema"] in (SCHEMA_STEPS, SCHEMA_MODULES):
         from naflops import stepcheck  # it builds on this module's checks
         stepcheck.check(doc, fail)
     else:
@@ -190,7 +203,7 @@ def read_bytes(name):
 
 def read_run(names):
     """The valid dumps [(name, doc)] of one run's ranks, of one schema (/2 and /3 go
-    together)."""
+    together; /4 only with /4: older rows have no module to merge by)."""
     parsed = [(name, parse_dump(read_bytes(name), name)) for name in names]
     schemas = [(n, d["schema"]) for n, d in parsed if type(d) is dict and "schema" in d]
     both = (SCHEMA, SCHEMA_STEPS)  # /3 is /2 with steps

@@ -1,7 +1,7 @@
 """What every reporter (and the diff's rows) shares: figures as the library prints them
 (SI or exact, ratios, shares), an op's descriptive cells, the title line, the pass
 totals and the row order."""
-from naflops.dumps import MODEL
+from naflops.dumps import MODEL, OP_FIELDS
 
 
 PREFIXES = " KMGTPEZYRQ"
@@ -134,8 +134,26 @@ def pass_totals(doc):
     return lines
 
 
+def across_modules(ops):
+    """The ops with rows that differ only in their module summed (the first's place
+    kept): the per-op view of a naflops/4 dump, as the library's summary shows it."""
+    merged = {}
+    for op in ops:
+        key = tuple((k, tuple(op[k]) if isinstance(op[k], list) else op[k]) for k in OP_FIELDS
+                    if k not in ("calls", "flops", "macs"))
+        if key in merged:
+            m = merged[key]
+            m["calls"] += op["calls"]
+            m["flops"] += op["flops"]
+            m["macs"] = m["flops"] // 2
+        else:
+            merged[key] = dict(op, module=None)
+    return list(merged.values())
+
+
 def ordered_ops(doc):
     """NATTEN's rows as they came, then the aten rows, largest first (the library's
-    summary order)."""
-    aten = sorted((op for op in doc["ops"] if op["kind"] == "aten"), key=lambda op: -op["flops"])
-    return [op for op in doc["ops"] if op["kind"] != "aten"] + aten
+    summary order), each signature once whichever modules ran it."""
+    ops = across_modules(doc["ops"])
+    aten = sorted((op for op in ops if op["kind"] == "aten"), key=lambda op: -op["flops"])
+    return [op for op in ops if op["kind"] != "aten"] + aten

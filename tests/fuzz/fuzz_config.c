@@ -30,7 +30,7 @@
 
 static const char *const names[] = {"NAFLOPS_DISABLE", "NAFLOPS_BACKWARD", "NAFLOPS_FORMAT",
                                     "NAFLOPS_SUMMARY", "NAFLOPS_UNITS", "NAFLOPS_FLUSH_SECONDS",
-                                    "NAFLOPS_FLUSH_OPS", "NAFLOPS_OUTPUT", "NAFLOPS_MODULES"};
+                                    "NAFLOPS_FLUSH_OPS", "NAFLOPS_OUTPUT"};
 #define NVARS (int)(sizeof names / sizeof names[0])
 
 static const char *values[NVARS];

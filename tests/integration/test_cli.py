@@ -275,7 +275,7 @@ MALFORMED = {
     "duplicate-key": (GOOD.replace('"calls": 1,', '"calls": 1, "calls": 1,'), "duplicate key \"calls\""),
     "csv-dump": ("op,pass,kind,natten_version\n", "a CSV dump"),
     "no-schema": (bad_dump(schema=KeyError), 'no "schema"'),
-    "other-schema": (bad_dump(schema="naflops/4"), 'schema "naflops/4" is not supported'),
+    "other-schema": (bad_dump(schema="naflops/5"), 'schema "naflops/5" is not supported'),
     "schema-int": (bad_dump(schema=1), "schema 1 is not supported"),
     "no-ops": (bad_dump(ops=KeyError), "ops: missing"),
     "ops-object": (bad_dump(ops={}), "ops: expected a list, got an object"),

@@ -7,8 +7,26 @@ from naflops.errors import NaflopsError
 
 UNITS = dict(choices=("si", "exact"), default="si", help="table figures (default si)")
 FORMATS = dict(choices=("table", "csv", "md"), default="table", help="default table")
-BY = dict(choices=("op", "step"), default="op",
-          help="one row per op signature (default) or per step (a naflops/3 dump's steps)")
+BY = dict(choices=("op", "step", "module"), default="op",
+          help="one row per op signature (default), per step (a naflops/3+ dump's steps) or "
+               "per module (a naflops/4 dump's module tree)")
+
+
+def depth(text):
+    """--depth: levels of the module tree below each outermost module (0: those only)."""
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 1000, got {text!r}")
+    return v
+
+
+DEPTH = dict(type=depth, default=3, metavar="N",
+             help="with --by module: levels below each outermost module (default 3)")
 
 
 def write_out(text, path):

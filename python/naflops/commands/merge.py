@@ -3,9 +3,9 @@ their steps lined up."""
 import sys
 
 from naflops.combine import merge, to_json
-from naflops.commands.common import BY, FORMATS, UNITS, write_out
+from naflops.commands.common import BY, DEPTH, FORMATS, UNITS, write_out
 from naflops.dumps import read_run
-from naflops.reporters import render, steps
+from naflops.reporters import modules, render, steps
 
 NAME = "merge"
 HELP = "sum the dumps of one run's ranks"
@@ -20,6 +20,8 @@ def run(args):
         write_out(to_json(merged), args.output)
     elif args.by == "step":
         write_out(steps.render(merged, "merge", args.format, args.units), None)
+    elif args.by == "module":
+        write_out(modules.render(merged, "merge", args.format, args.units, args.depth), None)
     else:
         write_out(render(merged, args.format, args.units), None)
 
@@ -29,4 +31,5 @@ def add_arguments(r):
     r.add_argument("--format", **FORMATS)
     r.add_argument("--units", **UNITS)
     r.add_argument("--by", **BY)
+    r.add_argument("--depth", **DEPTH)
     r.add_argument("dumps", nargs="+")

@@ -2,6 +2,7 @@
 import csv
 import io
 
+from naflops.dumps import has_modules
 from naflops.figures import dims
 
 
@@ -11,10 +12,11 @@ CSV_FIELDS = ("op", "pass", "kind", "natten_version", "backend", "shape", "key_s
 
 
 def csv_text(doc):
-    """The library's CSV dump of these ops."""
+    """The library's CSV dump of these ops (a naflops/4 dump's with its module column)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
+    fields = CSV_FIELDS + (("module",) if has_modules(doc) else ())
+    w.writerow(fields)
     for op in doc["ops"]:
         row = {k: op[k] for k in CSV_FIELDS}
         for k in ("shape", "key_shape", "value_shape", "kernel_size", "stride", "dilation"):
@@ -23,5 +25,6 @@ def csv_text(doc):
         row["is_causal"] = "".join("T" if c else "F" for c in op["is_causal"])
         row["natten_version"] = op["natten_version"] or ""
         row["backend"] = op["backend"] or ""
-        w.writerow([row[k] for k in CSV_FIELDS])
+        row["module"] = op.get("module") or ""
+        w.writerow([row[k] for k in fields])
     return out.getvalue()

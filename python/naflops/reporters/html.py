@@ -7,7 +7,8 @@ Rows are sorted largest first; past the first TOP rows the rest are one grouped 
 
 Its figures are the other reporters' (naflops.figures); the rank dumps are
 merged and two runs lined up by naflops.combine. A dump with steps gets a Steps section
-(reporters/html_steps.py, with its own CSS).
+(reporters/html_steps.py, with its own CSS), a dump with modules a module view
+(reporters/html_modules.py: an icicle of the module tree).
 
 Over 500 lines on purpose: one page builder, whose report and diff pages share the
 chart, table and card helpers above them; about 40 lines are the page's CSS."""
@@ -429,7 +430,7 @@ def report(named):
     title = figures.title(doc)
     files = ", ".join(name for name, _ in named)
     passes = [p for p in PASS_ORDER if doc["totals"][f"{p}_flops"] or p in dumps.MODEL]
-    sig = lambda op: combine.signature(op, dumps.COUNTED + ("pass", "flops_per_call"))
+    sig = lambda op: combine.signature(op, dumps.COUNTED + ("pass", "flops_per_call", "module"))
     by_sig = grouped(doc["ops"], sig, lambda op: op_label(op))
     by_name = grouped(doc["ops"], lambda op: (op["op"], side_of(op)), lambda op: op["op"])
     sig_top, sig_rest = top_and_rest(by_sig, "ops")
@@ -443,6 +444,10 @@ def report(named):
     steps_html, steps_css = html_steps.section(doc)
     if steps_html:  # only a dump with steps (naflops/3): other pages stay as they were
         body.append(steps_html)
+    from naflops.reporters import html_modules  # it builds on this module's helpers
+    modules_html, modules_css = html_modules.section(doc)
+    if modules_html:  # only a dump with modules (naflops/4)
+        body.append(modules_html)
     body += [f"<h2>Where the FLOPs go: by op ({len(by_sig)} distinct)</h2>",
              '<p class="note">One bar per op signature (op, shapes, kernel, backend, dtype, '
              "device), its passes stacked; largest first. Hover a bar for exact FLOPs.</p>",
@@ -455,7 +460,7 @@ def report(named):
         body += [f"<h2>By operator ({len(by_name)})</h2>",
                  flops_chart("operators", name_top, name_rest)]
     body.append(gpu_section([d for _, d in named]))
-    return page(f"naflops report: {title}", "\n".join(body), steps_css)
+    return page(f"naflops report: {title}", "\n".join(body), steps_css + modules_css)
 
 
 # ------------------------------------------------------------------ diff
@@ -566,4 +571,8 @@ def diff(a, b, name_a, name_b):
     if rest:
         body.append(f"<details><summary>all {len(rows)} ops</summary>{table('all-ops', rows)}"
                     "</details>")
+    from naflops.reporters import html_modules  # it builds on this module's helpers
+    modules_html = html_modules.diff_section(a, b, name_a, name_b)
+    if modules_html:  # both dumps with modules (naflops/4): other pages stay as they were
+        body.append(modules_html)
     return page(f"naflops diff: {name_a} vs {name_b}", "\n".join(body))

@@ -5,7 +5,7 @@ from naflops.combine import diff_sides
 from naflops.dumps import PASSES
 from naflops.figures import (DESCRIBE, aligned, amount, describe, pass_totals,
                                        ordered_ops, ratio, share, si, signed, title)
-from naflops.reporters import steps
+from naflops.reporters import modules, steps
 
 
 def table(doc, units):
@@ -51,4 +51,5 @@ def diff(a, b, name_a, name_b, units):
         key = "flops" if label == "total" else f"{label}_flops"
         rows.append(cells([label] + blank, ca, cb, a["totals"][key], b["totals"][key]))
     header = [f"a: {name_a}: {title(a)}", f"b: {name_b}: {title(b)}"]
-    return "\n".join(header + aligned(rows, len(DESCRIBE)) + steps.diff_lines(a, b)) + "\n"
+    return "\n".join(header + aligned(rows, len(DESCRIBE)) + steps.diff_lines(a, b) +
+                     modules.diff_lines(a, b, units)) + "\n"
