@@ -46,6 +46,15 @@
       one line, `naflops: FILE: no steps in this dump ...`, and exit status 3.
       `--by op` (the default) is the table above.
 
+  naflops report --by module [--depth N] [--format table|csv|md] [--units si|exact] DUMP.json
+      A naflops/4 dump's module tree: one line per module down to N levels below each
+      outermost module (default 3; deeper modules folded into their ancestor), in the
+      order the program first ran them, each with its forward, backward, recompute,
+      model (forward + backward) and hardware (every pass) FLOPs and NATTEN's FLOPs and
+      share, its submodules included (FlopCounterMode's way); then the work outside any
+      module and the total. csv gives full names, depth and exact figures; md a Markdown
+      table. A dump older than naflops/4 gets one line and exit status 3.
+
   naflops report --html OUT.html DUMP.json...
       One self-contained HTML page (inline SVG and CSS, no script, nothing fetched):
       totals, NATTEN's share, per-op bars with their passes stacked (largest first, the
@@ -55,16 +64,18 @@
       gets a Steps section: the steady state, a step timeline (step time and achieved
       FLOP/s per record, warm-up and compiled steps marked, exact figures in tooltips),
       every record in a table and, for several ranks, each rank's median step time and
-      FLOP/s with the slowest rank marked.
+      FLOP/s with the slowest rank marked. A naflops/4 dump gets a module view: an icicle
+      of the module tree (widths in proportion to FLOPs, NATTEN's part as a band) and
+      the tree as a table.
 
-  naflops merge [-o MERGED.json] [--format ...] [--units ...] [--by op|step] DUMP.json...
+  naflops merge [-o MERGED.json] [--format ...] [--units ...] [--by op|step|module] [--depth N] DUMP.json...
       Sums the dumps of one run's ranks: ops whose signature (every field but calls,
-      flops and macs) is the same are added up, exactly. All dumps must have one schema
-      (naflops/2 and /3 go together), one NATTEN version and one world_size, and come
+      flops and macs; the module included) is the same are added up, exactly. All dumps
+      must have one schema (naflops/2 and /3 go together; /4 only with /4), one NATTEN version and one world_size, and come
       from distinct ranks (dumps without a rank: distinct processes). Prints the table
       (--by step: the merged steps'), or with -o writes a merged dump (pid, rank and
       local_rank null; "ranks" lists the ranks merged; `-o -` writes it to stdout):
-      schema naflops/2, or naflops/3 when a dump has steps. Then "steps_by_rank" keeps
+      schema naflops/2, or naflops/3 when a dump has steps, naflops/4 for /4 dumps. Then "steps_by_rank" keeps
       each rank's steps object ({"<rank>": steps}; a dump without a rank is "pid N"),
       and "steps" lines them up record by record when every rank has the same records
       (boundary, count, each record's first step and steps): a record's seconds,
@@ -77,14 +88,17 @@
       dumps lines up all of their ranks' steps again).
 
   naflops diff [--units si|exact] A.json B.json
-      One row per op signature (NATTEN version and flops_per_call aside, so runs of two
-      NATTEN versions line up): calls and FLOPs in A and B, delta (B - A) and ratio
-      (B / A); an op only in one run says so. Then forward, backward and total rows.
+      One row per op signature (NATTEN version, flops_per_call and module aside, so runs
+      of two NATTEN versions line up): calls and FLOPs in A and B, delta (B - A) and
+      ratio (B / A); an op only in one run says so. Then forward, backward and total rows.
       With steps in both, their steady median step time, FLOP/s and model FLOPs per
-      step, a and b side by side. --html OUT.html: the two runs side by side as an
-      HTML page, changes highlighted.
+      step, a and b side by side. With modules in both (naflops/4), every module's model
+      FLOPs (submodules included) in A and B, the largest change first, modules only in
+      one run marked. --html OUT.html: the two runs side by side as an HTML page,
+      changes highlighted (and the module table).
 
-Dumps of schema naflops/3 (the library's now), naflops/2 and naflops/1 are read.
+Dumps of schema naflops/4 (the library's now: naflops/3 with each op's "module"),
+naflops/3, naflops/2 and naflops/1 are read.
 naflops/2: pass "recompute" for activation checkpointing, totals model_flops =
 forward + backward, recompute_flops, flops = all three, uncounted_calls; naflops/1 is
 read as /2 without recompute. naflops/3 is /2 plus, when the program ended steps, a
