@@ -48,12 +48,14 @@
 
   naflops report --by module [--depth N] [--format table|csv|md] [--units si|exact] DUMP.json
       A naflops/4 dump's module tree: one line per module down to N levels below each
-      outermost module (default 3; deeper modules folded into their ancestor), in the
-      order the program first ran them, each with its forward, backward, recompute,
-      model (forward + backward) and hardware (every pass) FLOPs and NATTEN's FLOPs and
-      share, its submodules included (FlopCounterMode's way); then the work outside any
+      outermost module (default 3; 0: the outermost modules only; deeper modules folded
+      into their ancestor), depth first, children in the order the program first ran
+      them, each with its forward, backward, recompute, model (forward + backward) and
+      hardware (every pass) FLOPs and NATTEN's FLOPs and their share of the hardware
+      FLOPs, its submodules included (FlopCounterMode's way); then the work outside any
       module and the total. csv gives full names, depth and exact figures; md a Markdown
-      table. A dump older than naflops/4 gets one line and exit status 3.
+      table. A dump older than naflops/4 gets one line and exit status 3. --depth goes
+      with --by module only.
 
   naflops report --html OUT.html DUMP.json...
       One self-contained HTML page (inline SVG and CSS, no script, nothing fetched):
@@ -71,7 +73,9 @@
   naflops merge [-o MERGED.json] [--format ...] [--units ...] [--by op|step|module] [--depth N] DUMP.json...
       Sums the dumps of one run's ranks: ops whose signature (every field but calls,
       flops and macs; the module included) is the same are added up, exactly. All dumps
-      must have one schema (naflops/2 and /3 go together; /4 only with /4), one NATTEN version and one world_size, and come
+      must have one schema (naflops/2 and /3 go together; /4 only with /4: an older
+      dump's rows have no module to merge by), one NATTEN version and one world_size,
+      and come
       from distinct ranks (dumps without a rank: distinct processes). Prints the table
       (--by step: the merged steps'), or with -o writes a merged dump (pid, rank and
       local_rank null; "ranks" lists the ranks merged; `-o -` writes it to stdout):
@@ -92,10 +96,11 @@
       of two NATTEN versions line up): calls and FLOPs in A and B, delta (B - A) and
       ratio (B / A); an op only in one run says so. Then forward, backward and total rows.
       With steps in both, their steady median step time, FLOP/s and model FLOPs per
-      step, a and b side by side. With modules in both (naflops/4), every module's model
-      FLOPs (submodules included) in A and B, the largest change first, modules only in
-      one run marked. --html OUT.html: the two runs side by side as an HTML page,
-      changes highlighted (and the module table).
+      step, a and b side by side. With modules in both (naflops/4), the modules whose
+      model FLOPs (submodules included) changed, in A and B, delta and ratio, the
+      largest change first, modules only in one run marked; the others are counted.
+      --html OUT.html: the two runs side by side as an HTML page, changes highlighted
+      (and the module table, the unchanged modules folded away).
 
 Dumps of schema naflops/4 (the library's now: naflops/3 with each op's "module"),
 naflops/3, naflops/2 and naflops/1 are read.

@@ -1,7 +1,10 @@
 """Reading and validating dumps: the library's JSON dumps (schemas naflops/1 to /4),
 every field checked, a /1 dump read as /2; a /3 or /4 dump's steps are checked by
-naflops.stepcheck; a /4 dump's ops each name their module (older dumps' ops get
-"module": None, and has_modules() says they have no module dimension). What is wrong is a NaflopsError whose text is the one line to print."""
+naflops.stepcheck. A /4 dump's ops each name their module (a string, or null for work
+outside any module); an older dump's ops are given "module": None too, so that every
+reader can rely on the key, but for them it means "not recorded", not "outside":
+has_modules() tells the two apart, and whatever reports modules asks it first. What is
+wrong is a NaflopsError whose text is the one line to print."""
 import json
 
 from naflops.errors import NaflopsError
@@ -210,6 +213,11 @@ def read_run(names):
     alike = lambda a, b: a == b or (a in both and b in both)
     for name, schema in schemas[1:]:
         if not alike(schema, schemas[0][1]):
+            # /4 beside an older dump: its rows would need a module no one recorded, and
+            # null means "outside any module", which would be wrong; so say which is which
+            why = (": the older one's rows have no module to merge by"
+                   if SCHEMA_MODULES in (schema, schemas[0][1]) else "")
             raise NaflopsError(f"{name}: schema {show(schema)}, but {schemas[0][0]} has "
-                               f"{show(schemas[0][1])}: cannot merge dumps of different schemas")
+                               f"{show(schemas[0][1])}: cannot merge dumps of different "
+                               f"schemas{why}")
     return [(name, validate(doc, name)) for name, doc in parsed]

@@ -185,7 +185,9 @@ def test_older_dump_and_bad_module(tmp_path):
     assert r.returncode == 2 and r.stderr.endswith("ops[2].module: missing\n")
     # a /4 dump and a /3 dump are not merged: the older has no module to merge by
     r = naflops("merge", write(tmp_path, "r0.json", dump_of(OPS, "0", 1)), write(tmp_path, "r1.json", dict(old, rank="1", local_rank="1", world_size="2", pid=2)))
-    assert r.returncode == 2 and "cannot merge dumps of different schemas" in r.stderr
+    assert r.returncode == 2 and r.stderr.endswith(
+        "cannot merge dumps of different schemas: the older one's rows have no module to merge "
+        "by\n")
 
 
 def test_merge_keeps_modules(tmp_path):
@@ -233,12 +235,18 @@ def test_diff_per_module(tmp_path):
     # forward + 1200 backward more) = 28250; Net.blocks 26400 + 1800 = 28200. Changed:
     # Net, Net.blocks, Net.blocks.1, its attn, head (only in a), extra (only in b), of 14
     assert lines[at] == "by module (model FLOPs, submodules included): 6 of 14 changed"
-    rows = [l.split() for l in lines[at + 2:]]
-    assert rows[0] == ["Net.blocks", "26400", "28200", "+1800", "1.068x"]  # the largest change, by name
-    assert ["Net.head", "1500", "-", "-1500", "only", "in", "a"] in rows
-    assert ["Net.extra", "-", "50", "+50", "only", "in", "b"] in rows
-    assert ["Net", "27900", "28250", "+350", "1.013x"] in rows
-    assert ["Net.blocks.0", "13200", "13200", "0", "1.000x"] in rows
+    # only the changed ones, the largest change first (equal ones by name): block 1 is
+    # 13200 -> 15000 (1.136x), its attn 4200 -> 6000 (1.429x)
+    assert [l.split() for l in lines[at + 1:]] == [
+        ["module", "model", "a", "model", "b", "b", "-", "a", "b", "/", "a"],
+        ["Net.blocks", "26400", "28200", "+1800", "1.068x"],
+        ["Net.blocks.1", "13200", "15000", "+1800", "1.136x"],
+        ["Net.blocks.1.attn", "4200", "6000", "+1800", "1.429x"],
+        ["Net.head", "1500", "-", "-1500", "only", "in", "a"],
+        ["Net", "27900", "28250", "+350", "1.013x"],
+        ["Net.extra", "-", "50", "+50", "only", "in", "b"]]
+    r = naflops("diff", a, a)  # nothing changed: the count alone
+    assert r.stdout.splitlines()[-1] == "by module (model FLOPs, submodules included): 0 of 13 changed"
     # with an older dump on one side: the per-op diff, no module section
     old = dump_of(OPS)
     old["schema"] = "naflops/3"
@@ -252,6 +260,67 @@ def test_diff_per_module(tmp_path):
     assert 'data-modules-changed="6"' in page
     assert '<tr class="only-a" data-module="Net.head">' in page
     assert '<tr class="only-b" data-module="Net.extra">' in page
+    assert '<td class="n">+1,800</td><td class="n">1.068x</td>' in page  # Net.blocks
+    assert "<summary>8 modules unchanged</summary>" in page  # 14 - 6, folded away
+    assert '<tr class="same" data-module="Net.blocks.0">' in page
+    # an older dump on one side: the page has no module table
+    out = tmp_path / "old.html"
+    assert naflops("diff", "--html", out, tmp_path / "old.json", b).returncode == 0
+    assert "By module" not in out.read_text() and "data-module" not in out.read_text()
+
+
+# A GAN: two outermost modules, each with work of its own (not in a submodule), a
+# module name with a "|" (Markdown escapes it), nothing outside modules. FLOPs:
+#   Generator.net.0     aten   600 forward
+#   Generator.net.a|b   NATTEN 200 forward
+#   Generator           aten    50 forward (its own)
+#   Discriminator.net.0 aten   300 forward, 2 x 300 backward
+#   Discriminator       aten   100 backward (its own)
+# Inclusive: Generator 850 (NATTEN 200: 23.53% -> 23.5%), Generator.net 800 (25.0%);
+# Discriminator forward 300, backward 700, 1000 (0.0%), Discriminator.net 900; total
+# 1150 forward, 700 backward, 1850 (NATTEN 200: 10.81% -> 10.8%). Generator ran first,
+# so it comes first though Discriminator has more FLOPs (program order, not size).
+GAN = [aten("aten::addmm", "forward", "Generator.net.0", 1, 600),
+       natten("forward", "Generator.net.a|b", 1, 200),
+       aten("aten::mm", "forward", "Generator", 1, 50, key=(8, 2)),
+       aten("aten::addmm", "forward", "Discriminator.net.0", 1, 300, key=(8, 1)),
+       aten("aten::mm", "backward", "Discriminator.net.0", 2, 300, key=(1, 8)),
+       aten("aten::mm", "backward", "Discriminator", 1, 100, key=(2, 8))]
+
+
+def test_several_outermost_modules(tmp_path):
+    d = write(tmp_path, "gan.json", dump_of(GAN))
+    r = naflops("report", "--by", "module", "--units", "exact", d)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()[2:]
+    assert [l.split() for l in lines] == [
+        ["Generator", "850", "0", "0", "850", "850", "200", "23.5%"],
+        ["Generator.net", "800", "0", "0", "800", "800", "200", "25.0%"],
+        ["Generator.net.0", "600", "0", "0", "600", "600", "0", "0.0%"],
+        ["Generator.net.a|b", "200", "0", "0", "200", "200", "200", "100.0%"],
+        ["Discriminator", "300", "700", "0", "1000", "1000", "0", "0.0%"],
+        ["Discriminator.net", "300", "600", "0", "900", "900", "0", "0.0%"],
+        ["Discriminator.net.0", "300", "600", "0", "900", "900", "0", "0.0%"],
+        ["total", "1150", "700", "0", "1850", "1850", "200", "10.8%"]]  # no outside line
+    assert lines[4].startswith("Discriminator ") and lines[5].startswith("  Discriminator.net ")
+    r = naflops("report", "--by", "module", "--depth", "0", "--format", "csv", d)
+    assert [row[:2] + row[6:] for row in csv.reader(io.StringIO(r.stdout))][1:] == [
+        ["Generator", "0", "850", "200", "23.5%"], ["Discriminator", "0", "1000", "0", "0.0%"],
+        ["total", "", "1850", "200", "10.8%"]]
+    r = naflops("report", "--by", "module", "--format", "md", "--units", "exact", d)
+    assert "| Generator.net.a\\|b | 200 | 0 | 0 | 200 | 200 | 200 | 100.0% |" in r.stdout
+
+
+def test_depth_and_by_module_misused(tmp_path):
+    d = write(tmp_path, "d.json", dump_of(OPS))
+    for cmd in ("report", "merge"):
+        r = naflops(cmd, "--depth", "2", d)
+        assert (r.returncode, r.stdout) == (2, "")
+        assert r.stderr == f"naflops: {cmd}: --depth goes with --by module\n"
+    r = naflops("report", "--by", "module", "--html", tmp_path / "r.html", d)
+    assert r.returncode == 2 and not (tmp_path / "r.html").exists()
+    assert r.stderr == ('naflops: report: --by module prints a table; the --html page has its '
+                        'module tree in its "by module" section\n')
 
 
 def test_html_icicle(tmp_path, browser):

@@ -1,5 +1,5 @@
-"""What the reading subcommands share: their --units, --format and --by options, and
-writing the result (stdout, or a file replaced at once)."""
+"""What the reading subcommands share: their --units, --format, --by and --depth
+options, and writing the result (stdout, or a file replaced at once)."""
 import os
 import sys
 
@@ -25,8 +25,18 @@ def depth(text):
     return v
 
 
-DEPTH = dict(type=depth, default=3, metavar="N",
-             help="with --by module: levels below each outermost module (default 3)")
+DEFAULT_DEPTH = 3  # HDiT.encoder.levels.1: deep enough to tell the blocks apart
+DEPTH = dict(type=depth, default=None, metavar="N",
+             help=f"with --by module: levels below each outermost module, deeper ones folded "
+                  f"into their ancestor (default {DEFAULT_DEPTH})")
+
+
+def module_depth(args, command):
+    """The --depth of a --by module table; a --depth with another --by is refused (it
+    would change nothing, and silently)."""
+    if args.depth is not None and args.by != "module":
+        raise NaflopsError(f"{command}: --depth goes with --by module")
+    return DEFAULT_DEPTH if args.depth is None else args.depth
 
 
 def write_out(text, path):

@@ -1,9 +1,9 @@
 """naflops merge: the dumps of one run's ranks summed into one dump (or its table),
-their steps lined up."""
+their steps lined up, their rows kept per module (naflops/4)."""
 import sys
 
 from naflops.combine import merge, to_json
-from naflops.commands.common import BY, DEPTH, FORMATS, UNITS, write_out
+from naflops.commands.common import BY, DEPTH, FORMATS, UNITS, module_depth, write_out
 from naflops.dumps import read_run
 from naflops.reporters import modules, render, steps
 
@@ -12,6 +12,7 @@ HELP = "sum the dumps of one run's ranks"
 
 
 def run(args):
+    depth = module_depth(args, "merge")
     notes = []
     merged = merge(read_run(args.dumps), notes)
     for note in notes:  # the merge goes on: each rank's steps are kept
@@ -21,7 +22,7 @@ def run(args):
     elif args.by == "step":
         write_out(steps.render(merged, "merge", args.format, args.units), None)
     elif args.by == "module":
-        write_out(modules.render(merged, "merge", args.format, args.units, args.depth), None)
+        write_out(modules.render(merged, "merge", args.format, args.units, depth), None)
     else:
         write_out(render(merged, args.format, args.units), None)
 

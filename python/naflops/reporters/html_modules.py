@@ -101,26 +101,34 @@ def section(doc):
     return "\n".join(html), CSS
 
 
+def _diff_row(m, fa, fb):
+    state = "only-b" if fa is None else "only-a" if fb is None else "changed" if fa != fb else "same"
+    delta = (fb or 0) - (fa or 0)
+    times = "only in a" if fb is None else "only in b" if fa is None else ratio(fa, fb)
+    return (f'<tr class="{state}" data-module="{esc(m)}"><td>{esc(m)}</td>'
+            f'<td class="n">{"-" if fa is None else exact(fa)}</td>'
+            f'<td class="n">{"-" if fb is None else exact(fb)}</td>'
+            f'<td class="n">{"+" if delta > 0 else ""}{exact(delta)}</td>'
+            f'<td class="n">{times}</td></tr>')
+
+
 def diff_section(a, b, name_a, name_b):
-    """The diff page's module table: model FLOPs per module, a against b, changed first."""
+    """The diff page's module table: model FLOPs per module, a against b, the changed
+    ones largest change first; the unchanged ones folded away below (as the text diff,
+    which only counts them)."""
     rows = diff_rows(a, b)
     if not rows:
         return ""
-    body = []
-    for m, fa, fb in rows:
-        state = "only-b" if fa is None else "only-a" if fb is None else "changed" if fa != fb else "same"
-        delta = (fb or 0) - (fa or 0)
-        times = "only in a" if fb is None else "only in b" if fa is None else ratio(fa, fb)
-        body.append(f'<tr class="{state}" data-module="{esc(m)}"><td>{esc(m)}</td>'
-                    f'<td class="n">{"-" if fa is None else exact(fa)}</td>'
-                    f'<td class="n">{"-" if fb is None else exact(fb)}</td>'
-                    f'<td class="n">{"+" if delta > 0 else ""}{exact(delta)}</td>'
-                    f'<td class="n">{times}</td></tr>')
-    changed = sum(1 for _, fa, fb in rows if fa != fb)
+    changed = [_diff_row(*r) for r in rows if r[1] != r[2]]
+    same = [_diff_row(*r) for r in rows if r[1] == r[2]]
     head = ('<tr><th>module</th><th class="n">model a</th><th class="n">model b</th>'
             '<th class="n">b - a</th><th class="n">b / a</th></tr>')
-    return (f'<h2>By module: <span data-modules-changed="{changed}">{changed} of {len(rows)} '
-            "changed</span></h2>"
+    return (f'<h2>By module: <span data-modules-changed="{len(changed)}">{len(changed)} of '
+            f"{len(rows)} changed</span></h2>"
             f'<p class="note">Model FLOPs (forward + backward) per module, submodules included; '
-            f"a: {esc(name_a)}, b: {esc(name_b)}. Changed first.</p>"
-            f'<table data-table="modules-diff">{head}{"".join(body)}</table>')
+            f"a: {esc(name_a)}, b: {esc(name_b)}. Largest change first.</p>"
+            + (f'<table data-table="modules-diff">{head}{"".join(changed)}</table>' if changed else "")
+            + (f"<details><summary>{len(same)} modules unchanged</summary>"
+               f'<table data-table="modules-same">{head}{"".join(same)}</table></details>'
+               if same else ""))
+

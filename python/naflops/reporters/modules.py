@@ -1,8 +1,10 @@
 """`report --by module` (and `merge --by module`): the module tree of a naflops/4
 dump, one line per module down to --depth, each with its FLOPs per pass, model
-(forward + backward) and hardware (every pass) FLOPs and NATTEN's share, submodules
-included; then the work outside any module and the total. As a table (names indented
-by depth), CSV (full names, exact figures, depth column) or Markdown."""
+(forward + backward) and hardware (every pass) FLOPs, NATTEN's FLOPs and their share
+of the hardware FLOPs (per mille, rounded as the library's module block), submodules
+included; children in program order (naflops.modules); then the work outside any
+module and the total. As a table (names indented by depth), CSV (full names, exact
+figures, depth column) or Markdown. The text diff's module section is here too."""
 import csv
 import io
 
@@ -82,18 +84,21 @@ def diff_rows(a, b):
 
 def diff_lines(a, b, units):
     """The text diff's module section: model FLOPs per module, a against b, the modules
-    that changed first."""
+    that changed only, largest change first (a model has hundreds of modules, and a
+    change touches a few of them and their ancestors); the others are counted."""
     from naflops.figures import ratio, signed
 
     rows = diff_rows(a, b)
     if not rows:
         return []
+    changed = [(m, fa, fb) for m, fa, fb in rows if fa != fb]
+    head = f"by module (model FLOPs, submodules included): {len(changed)} of {len(rows)} changed"
+    if not changed:
+        return ["", head]
     cells = [["module", "model a", "model b", "b - a", "b / a"]]
-    for m, fa, fb in rows:
+    for m, fa, fb in changed:
         mark = "only in a" if fb is None else "only in b" if fa is None else ratio(fa, fb)
         cells.append([m, "-" if fa is None else amount(fa, "FLOP", units),
                       "-" if fb is None else amount(fb, "FLOP", units),
                       signed((fb or 0) - (fa or 0), "FLOP", units), mark])
-    changed = sum(1 for _, fa, fb in rows if fa != fb)
-    return ["", f"by module (model FLOPs, submodules included): {changed} of {len(rows)} changed"] + \
-        aligned(cells, 1)
+    return ["", head] + aligned(cells, 1)
