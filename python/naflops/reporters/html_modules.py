@@ -62,7 +62,7 @@ def icicle(doc):
             room = int(w / 6.5)  # characters that fit at 11px in w of 1000 units
             if len(label) > room:
                 label = label[:max(room - 1, 1)] + "\u2026"
-            parts.append(f'<text x="{x + 4:.3f}" y="{y + 15}">{esc(label)} {esc(si(node.hardware, "FLOP"))}</text>')
+            parts.append(f'<text x="{x + 4:.3f}" y="{y + 15}">{esc(label)}: {esc(si(node.hardware, "FLOP"))}</text>')
         parts.append("</g>")
     height = levels * ROW
     # scaled as a whole (as the step timeline), so that the labels keep their shape
