@@ -96,8 +96,16 @@ def run_and_signal(python, tmp_path, lib, sig):
     env = clean_env()
     if lib:
         env.update(LD_PRELOAD=lib, NAFLOPS_OUTPUT=str(tmp_path / "d.json"))
+    # The child starts with SIGINT and SIGTERM at their defaults and unblocked, whatever
+    # the test process inherited or was left with (in the full suite the plain child
+    # once ignored SIGINT and slept its 60 s: a SIG_IGN is inherited across exec).
+    def defaults():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
     p = subprocess.Popen([python, str(script)], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=defaults)
     assert p.stdout.readline() == "ready\n"
     p.send_signal(sig)
     out, err = p.communicate(timeout=60)
