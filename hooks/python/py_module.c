@@ -41,7 +41,7 @@ static struct {
     PyObject *call_impl_name;  /* its co_name, co_filename */
     PyObject *call_impl_file;
     PyObject *optimized_type;  /* torch._dynamo's OptimizedModule, once met */
-    PyObject *s_self, *s_modules, *s_orig_mod, *s_f_locals, *s_co_name, *s_co_filename, *s_name;
+    PyObject *s_self, *s_modules, *s_orig_mod, *s_f_locals, *s_co_name, *s_co_filename;
 } M;
 
 static atomic_bool said_full;
@@ -165,7 +165,7 @@ static PyObject *module_of(PyObject *frame) {
     }
     PyObject *type = P.PyObject_Type(self);
     if (type != NULL && M.optimized_type == NULL && !checked_type(type)) {
-        PyObject *name = P.PyObject_GetAttr(type, M.s_name);
+        PyObject *name = P.PyObject_GetAttr(type, nf_py_str.name);
         if (name != NULL && P.PyUnicode_CompareWithASCIIString(name, "OptimizedModule") == 0) {
             P.Py_IncRef(type);
             M.optimized_type = type;
@@ -358,7 +358,7 @@ out:
 /* The class name of module, into buf. */
 static bool class_name(PyObject *module, char *buf, size_t len) {
     PyObject *type = P.PyObject_Type(module);
-    PyObject *name = type ? P.PyObject_GetAttr(type, M.s_name) : NULL;
+    PyObject *name = type ? P.PyObject_GetAttr(type, nf_py_str.name) : NULL;
     Py_ssize_t n = 0;
     const char *s = name ? P.PyUnicode_AsUTF8AndSize(name, &n) : NULL;
     bool ok = s != NULL && n > 0 && (size_t)n < len;
@@ -521,12 +521,11 @@ void nf_py_module_set_torch(PyObject *torch) {
     M.s_f_locals = P.PyUnicode_InternFromString("f_locals");
     M.s_co_name = P.PyUnicode_InternFromString("co_name");
     M.s_co_filename = P.PyUnicode_InternFromString("co_filename");
-    M.s_name = P.PyUnicode_InternFromString("__name__");
     if (nn) P.Py_DecRef(nn);
     if (fn) P.Py_DecRef(fn);
     P.PyErr_Clear();
     if (type && code && name && file && M.s_self && M.s_modules && M.s_orig_mod && M.s_f_locals &&
-        M.s_co_name && M.s_co_filename && M.s_name) {
+        M.s_co_name && M.s_co_filename && nf_py_str.name) {
         M.module_type = type, M.call_impl = code, M.call_impl_name = name, M.call_impl_file = file;
         M.ready = true;
         return;
