@@ -56,13 +56,17 @@ observer-default: $(LIB)
 
 # The bootstrap Python source, as one C string literal.
 # In this order: one private namespace, each piece using the names of those before it.
+# The finder (the last) is a second string, compiled as importlib's own file.
 BOOTSTRAP_PY := hooks/python/py_bootstrap.py hooks/python/py_bootstrap_dynamo.py hooks/python/py_bootstrap_traced.py \
-                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py hooks/python/py_bootstrap_finder.py
-$(BOOTSTRAP_H): $(BOOTSTRAP_PY)
-	@mkdir -p $(dir $@)
-	awk 'BEGIN { print "static const char nf_py_bootstrap_source[] =" } \
+                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py
+BOOTSTRAP_IMPORT_PY := hooks/python/py_bootstrap_finder.py
+EMBED = awk 'BEGIN { print "static const char $(1)[] =" } \
 	     { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print "    \"" $$0 "\\n\"" } \
-	     END { print ";" }' $^ > $@
+	     END { print ";" }'
+$(BOOTSTRAP_H): $(BOOTSTRAP_PY) $(BOOTSTRAP_IMPORT_PY)
+	@mkdir -p $(dir $@)
+	$(call EMBED,nf_py_bootstrap_source) $(BOOTSTRAP_PY) > $@
+	$(call EMBED,nf_py_bootstrap_import_source) $(BOOTSTRAP_IMPORT_PY) >> $@
 
 # -z defs: every symbol must resolve against libc alone, so that the library loads
 # into any process (no libpython, no CUDA), even with LD_BIND_NOW=1.

@@ -19,7 +19,11 @@ def _interpreter(flag):
     return out
 
 
-PY021 = _interpreter("--python")
+# NAFLOPS_TEST_PY021: another interpreter with torch 2.8 and NATTEN 0.21 (the 3.12
+# or 3.13 one from `scripts/setup-test-env --python-312`) to run the suite with.
+PY021 = os.environ.get("NAFLOPS_TEST_PY021") or _interpreter("--python")
+PY312 = _interpreter("--python-312")
+PY313 = _interpreter("--python-313")
 PY017 = _interpreter("--python-017")
 PYNEW = _interpreter("--python-newest")
 

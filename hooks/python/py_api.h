@@ -103,7 +103,20 @@ typedef struct nf_py_allocator {
     X(void *, PyGILState_GetThisThreadState, (void), false)                                  \
     X(int, _Py_IsFinalizing, (void), false)                                                  \
     X(int, Py_IsFinalizing, (void), false)                                                   \
-    X(PyObject *, PyCell_Get, (PyObject *), false)
+    X(PyObject *, PyCell_Get, (PyObject *), false)                                           \
+    /* counting with no frame of ours (py_call_hook.c): 3.12+ has the setter */              \
+    X(void, PyFunction_SetVectorcall, (PyObject *, void *), false)                           \
+    X(PyObject *, PyFunction_NewWithQualName, (PyObject *, PyObject *, PyObject *), false)   \
+    X(PyObject *, PyFunction_GetCode, (PyObject *), false)                                   \
+    X(PyObject *, PyFunction_GetGlobals, (PyObject *), false)                                \
+    X(PyObject *, PyFunction_GetDefaults, (PyObject *), false)                               \
+    X(int, PyFunction_SetDefaults, (PyObject *, PyObject *), false)                          \
+    X(PyObject *, PyFunction_GetKwDefaults, (PyObject *), false)                             \
+    X(int, PyFunction_SetKwDefaults, (PyObject *, PyObject *), false)                        \
+    X(PyObject *, PyFunction_GetClosure, (PyObject *), false)                                \
+    X(int, PyFunction_SetClosure, (PyObject *, PyObject *), false)                           \
+    X(int, PyUnicode_Compare, (PyObject *, PyObject *), false)                               \
+    X(PyObject *, PySequence_Tuple, (PyObject *), false)
 
 typedef struct nf_py_api {
 #define NF_PY_FIELD(ret, name, params, required) ret(*name) params;

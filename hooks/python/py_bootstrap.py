@@ -42,7 +42,14 @@ targets = _c["targets"]()
 make = _c["make"]
 begin, mark, end, backward = _c["begin"], _c["mark"], _c["end"], _c["backward"]
 ours = (begin, mark, end, backward)
-state = {"version": None, "torch": False}
+# hook_calls: count through the functions' own vectorcall slots (CPython 3.12+, no
+# wrapper; py_call_hook.c), until the C side says it cannot.
+state = {"version": None, "torch": False, "hook_calls": sys.version_info >= (3, 12)}
+# hooked function -> (index, what make() gave, its twin); twins: Dynamo's traced
+# wrapper for each, made when Dynamo first meets it.
+hooked = {}
+twins = {}
+ours_made = set()  # every wrapper made (told apart from NATTEN's functions)
 # original -> wrapper. Keyed by the function itself (hashed by identity), not by
 # id(): id() is an audit event ("builtins.id") the program's own hooks would see
 # once for every name of every natten module at each rescan.
@@ -50,4 +57,5 @@ wrapped = {}
 function_type = type(lambda: None)
 dynamo_config = "torch._dynamo.config"
 dynamo_misc = "torch._dynamo.variables.misc"
+dynamo_functions = "torch._dynamo.variables.functions"
 export_trace = "torch.export._trace"

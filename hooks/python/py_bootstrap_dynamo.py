@@ -44,6 +44,27 @@ def route_to_root(misc):
     cls.call_function = call_function
 
 
+def route_functions(functions):
+    """Where a function is hooked rather than wrapped (3.12+), Dynamo is handed the
+    wrapper it would have met in its place: a UserFunctionVariable made for a hooked
+    function traces its traced twin, whose compiled path counts as the wrapper's
+    does. Guards still name the original (they are built from the source)."""
+    cls = getattr(functions, "UserFunctionVariable", None)
+    init = getattr(cls, "__dict__", {}).get("__init__")
+    if init is None or getattr(init, "_naflops", False):
+        return
+
+    def __init__(self, fn, *args, **kwargs):
+        if type(fn) is function_type and fn in hooked:
+            fn = traced_twin(fn)
+        init(self, fn, *args, **kwargs)
+
+    __init__._naflops = True
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(__init__, attr, getattr(init, attr, None))
+    cls.__init__ = __init__
+
+
 MODULE_ARG = "naflops.module="
 
 

@@ -1,11 +1,15 @@
 # The bootstrap, part 6: the import finder that wraps each target module the moment
 # it has finished executing, and the start: the finder first on sys.meta_path, the
-# report at exit, and whatever was imported before.
+# report at exit, and whatever was imported before. Compiled apart, filed as
+# importlib's own code ("<frozen importlib._bootstrap_external>"): CPython removes
+# importlib's frames from an import's traceback, so a module that fails to import
+# shows no frame of the counter's (filed so at compile time: no code.replace, no
+# __code__ set, which the program's audit hooks would see).
 
 
 class NaflopsFinder:
     def find_spec(self, name, path=None, target=None):
-        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, export_trace) and (
+        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, dynamo_functions, export_trace) and (
             step_target is None or name != step_target[0]
         ):
             return None
@@ -24,25 +28,9 @@ class NaflopsFinder:
         if exec_module is None:
             return spec
 
-        def exec_and_wrap(module, _exec=exec_module):
-            _exec(module)
-            try:
-                if name == "torch":
-                    torch_ready(module)
-                elif name in (dynamo_config, export_trace):
-                    register_logging(module)
-                elif name == dynamo_misc:
-                    route_to_root(module)
-                else:
-                    wrap_module(module)
-                    if name == "natten":
-                        natten_ready(module)
-                if step_target is not None and name == step_target[0]:
-                    wrap_step(module)
-            except Exception as e:  # never let the counter break an import
-                _c["failed"]("%s: %r" % (module.__name__, e))
-
-        exec_and_wrap.__code__ = importlib_code(exec_and_wrap.__code__)
+        # A builtin: exec_module(module), then after_exec(name, module). No frame of
+        # ours under the module's own code (its stack, warnings, tracebacks are plain's).
+        exec_and_wrap = _c["exec_then"](exec_module, name, after_exec)
         try:
             spec.loader.exec_module = exec_and_wrap
         except Exception:
@@ -50,14 +38,29 @@ class NaflopsFinder:
         return spec
 
 
-def importlib_code(code):
-    """code, filed as importlib's: CPython removes importlib's frames from an
-    import's traceback (up to _call_with_frames_removed), so a module that fails
-    to import shows no frame of the counter's."""
-    return code.replace(co_filename="<frozen importlib._bootstrap_external>")
+def after_exec(name, module):
+    """The counter's part for a found module, once it executed (called from C: no
+    frame of ours is on the stack while the module itself runs)."""
+    try:
+        if name == "torch":
+            torch_ready(module)
+        elif name in (dynamo_config, export_trace):
+            register_logging(module)
+        elif name == dynamo_misc:
+            route_to_root(module)
+        elif name == dynamo_functions:
+            if state["hook_calls"]:
+                route_functions(module)
+        else:
+            wrap_module(module)
+            if name == "natten":
+                natten_ready(module)
+        if step_target is not None and name == step_target[0]:
+            wrap_step(module)
+    except Exception as e:  # never let the counter break an import
+        _c["failed"]("%s: %r" % (module.__name__, e))
 
 
-NaflopsFinder.find_spec.__code__ = importlib_code(NaflopsFinder.find_spec.__code__)
 
 if not _c["at_exit"]():
     import atexit

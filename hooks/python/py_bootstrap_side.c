@@ -42,6 +42,7 @@ static PyObject *py_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     w->op = nf_intern(w->target->op);
     w->inner = strcmp(w->target->function, "neighborhood_attention_generic") == 0;
     w->original = args[0];
+    w->names = P.PySequence_Tuple != NULL ? P.PySequence_Tuple(args[2]) : NULL;
     w->nparams = (int)np;
     w->npos = (int)npos;
     P.Py_IncRef(w->original);
@@ -227,11 +228,42 @@ static PyObject *py_at_exit(PyObject *self, PyObject *unused) {
     return r;
 }
 
+/* The builtin a found module's loader runs as its exec_module: self is
+ * (exec_module, name, after). exec_module(module), then after(name, module) when it
+ * succeeded. A builtin, not a Python function: no frame of the counter's sits under
+ * the module's own code while it runs. */
+static PyObject *exec_then_call(PyObject *self, PyObject *module) {
+    PyObject *r = P.PyObject_CallFunctionObjArgs(P.PyTuple_GetItem(self, 0), module, NULL);
+    if (r == NULL) return NULL;
+    P.Py_DecRef(r);
+    PyObject *after = P.PyObject_CallFunctionObjArgs(P.PyTuple_GetItem(self, 2), P.PyTuple_GetItem(self, 1),
+                                                     module, NULL);
+    if (after) P.Py_DecRef(after);
+    P.PyErr_Clear(); /* after() says its own failures, once */
+    return nf_py_none();
+}
+
+static nf_py_method_def exec_then_def = {"exec_module", (void *)exec_then_call, NF_METH_O, NULL};
+
+/* exec_then(exec_module, name, after) -> the builtin above. */
+static PyObject *py_exec_then(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3) return nf_py_none();
+    PyObject *bound = nf_py_tuple_of(args, 3);
+    if (bound == NULL) return NULL;
+    PyObject *fn = P.PyCFunction_NewEx(&exec_then_def, bound, NULL);
+    P.Py_DecRef(bound);
+    return fn;
+}
+
 static nf_py_method_def c_defs[] = {
+    {"exec_then", (void *)py_exec_then, NF_METH_FASTCALL, NULL},
     {"at_exit", (void *)py_at_exit, NF_METH_NOARGS, NULL},
     {"torch_ready", (void *)py_torch_ready, NF_METH_O, NULL},
     {"finish", (void *)py_finish, NF_METH_NOARGS, NULL},
     {"make", (void *)py_make, NF_METH_FASTCALL, NULL},
+    {"hook", (void *)nf_py_hook_calls, NF_METH_FASTCALL, NULL},
+    {"code_of", (void *)nf_py_code_of, NF_METH_O, NULL},
     {"targets", (void *)py_targets, NF_METH_NOARGS, NULL},
     {"set_version", (void *)py_set_version, NF_METH_O, NULL},
     {"set_torch", (void *)py_set_torch, NF_METH_FASTCALL, NULL},
@@ -284,6 +316,14 @@ int nf_py_run_bootstrap(void) {
     }
     if (P.PyDict_SetItemString(globals, "_c", c) != 0) goto out;
     code = P.Py_CompileString(nf_py_bootstrap_source, "<naflops bootstrap>", NF_PY_FILE_INPUT);
+    if (code == NULL) goto out;
+    r = P.PyEval_EvalCode(code, globals, globals);
+    if (r == NULL) goto out;
+    P.Py_DecRef(r);
+    P.Py_DecRef(code);
+    /* The finder, filed as importlib's: an import's traceback drops its frames. */
+    code = P.Py_CompileString(nf_py_bootstrap_import_source, "<frozen importlib._bootstrap_external>",
+                              NF_PY_FILE_INPUT);
     if (code == NULL) goto out;
     r = P.PyEval_EvalCode(code, globals, globals);
     rc = r != NULL ? 0 : -1;

@@ -21,7 +21,7 @@ def set_torch():
         return
     state["torch"] = True
     for helper in (backward_hook, multi_grad_hook, nested_parts, has_tangent):
-        skip_frame(helper.__code__, recursive=True)
+        skip_frame(_c["code_of"](helper), recursive=True)  # (C reads it: no audit event)
     _c["set_torch"](torch, backward_hook, multi_grad_hook, nested_parts, has_tangent)
     config = sys.modules.get(dynamo_config)
     if config is not None:
@@ -31,6 +31,9 @@ def set_torch():
     misc = sys.modules.get(dynamo_misc)
     if misc is not None:
         route_to_root(misc)
+    functions = sys.modules.get(dynamo_functions)
+    if functions is not None and state["hook_calls"]:
+        route_functions(functions)
 
 
 def torch_ready(module):
@@ -42,7 +45,8 @@ def torch_ready(module):
 def natten_ready(module):
     """natten has finished importing: its version is known whether or not any
     entry point was wrapped, and a release the table does not know is said."""
-    version = state["version"] or natten_version() or str(getattr(module, "__version__", "") or "")
+    own = str(getattr(module, "__version__", "") or "")
+    version = state["version"] or (state["hook_calls"] and own) or natten_version() or own
     if version != state["version"]:
         state["version"] = version
         _c["set_version"](version)
@@ -54,13 +58,17 @@ def wrap_module(module):
     rows = targets.get(getattr(module, "__name__", None))
     if not rows:
         return
-    if state["version"] is None:
+    if state["version"] is None and not state["hook_calls"]:
+        # 3.12+: the version waits for natten_ready (natten.__version__): reading
+        # the installed metadata now opens files the program's audit hooks would see
         state["version"] = natten_version()
         _c["set_version"](state["version"])
     set_torch()
     paths = (compiling(), reorderable())  # the same for every function
     for function, index in rows:
         original = module.__dict__.get(function)
+        if _is_function(original) and (original in hooked or hook(original, index)):
+            continue  # counted through its own vectorcall slot (3.12+): nothing replaced
         already = wrapper_of(original)
         if already is not None:  # another name for a function already wrapped (0.15: natten1dqk = na1d_qk)
             setattr(module, function, already)
@@ -70,6 +78,7 @@ def wrap_module(module):
         fn = dress(original, index, *paths)
         if fn is not None:
             wrapped[original] = fn
+            ours_made.add(fn)
             setattr(module, function, fn)
         else:  # a signature the wrapper cannot mirror (*args, **kwargs): said once
             _c["failed"]("%s.%s: its signature cannot be mirrored" % (module.__name__, function))
@@ -99,11 +108,12 @@ def wrapper_of(original):
 
 def _is_function(f):
     """A plain function, and not one of our wrappers (a module run again)."""
-    return type(f) is function_type and "_naflops_hot" not in getattr(f, "__globals__", {})
+    return type(f) is function_type and f not in ours_made
 
 
-def dress(original, index, is_compiling, can_reorder):
-    """A real function with original's signature whose body calls C."""
+def parameters(original):
+    """original's parameters, or None for a signature the counter cannot mirror or
+    bind (*args, **kwargs)."""
     import inspect
 
     try:
@@ -113,19 +123,73 @@ def dress(original, index, is_compiling, can_reorder):
     P = inspect.Parameter
     if any(p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD) for p in params):
         return None
+    return params
+
+
+def split(params):
+    """(positional names, keyword-only names, how many are positional-only)."""
+    import inspect
+
+    P = inspect.Parameter
     positional = [p.name for p in params if p.kind != P.KEYWORD_ONLY]
     keyword = [p.name for p in params if p.kind == P.KEYWORD_ONLY]
+    return positional, keyword, sum(p.kind == P.POSITIONAL_ONLY for p in params)
+
+
+def hook(original, index):
+    """Python 3.12+: original counted through its own vectorcall slot, with no frame
+    of ours and nothing replaced (py_call_hook.c). False where this CPython cannot:
+    the caller wraps instead."""
+    if not state["hook_calls"]:
+        return False
+    # From the code object, which C reads (a function's __code__ read in Python is an
+    # audit event the program's hooks would see: inspect.signature reads it).
+    code = _c["code_of"](original)
+    if code is None or code.co_flags & 0x0C:  # CO_VARARGS, CO_VARKEYWORDS
+        return False
+    npos, nkw = code.co_argcount, code.co_kwonlyargcount
+    made = make(original, index, tuple(code.co_varnames[:npos + nkw]), npos)
+    if made is None:
+        return False
+    twin = _c["hook"](original, made[1], code.co_posonlyargcount)
+    if twin is None:
+        state["hook_calls"] = False  # this CPython cannot: every function is wrapped
+        return False
+    hooked[original] = (index, made, twin)
+    return True
+
+
+def traced_twin(fn):
+    """What Dynamo traces for a hooked function: the wrapper dress() would have made,
+    made the first time Dynamo meets the function (an eager program makes none). Its
+    compiled path calls the twin, which runs the original's code unhooked."""
+    twin = twins.get(fn)
+    if twin is None:
+        index, made, runs = hooked[fn]
+        twin = dress(fn, index, compiling(), reorderable(), made, runs) or fn
+        twins[fn] = twin
+    return twin
+
+
+def dress(original, index, is_compiling, can_reorder, made=None, runs=None):
+    """A real function with original's signature whose body calls C. made: what
+    make() gave for it already; runs: what its compiled path calls (original)."""
+    params = parameters(original)
+    if params is None:
+        return None
+    positional, keyword, _ = split(params)
     names = positional + keyword
-    made = make(original, index, tuple(names), len(positional))
+    if made is None:
+        made = make(original, index, tuple(names), len(positional))
     if made is None:
         return None
     hot, token, roles = made
     spec = []
     for i, p in enumerate(params):
-        if p.kind == P.KEYWORD_ONLY and "*" not in spec:
+        if p.kind == p.KEYWORD_ONLY and "*" not in spec:
             spec.append("*")
         spec.append(p.name)
-        if p.kind == P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != P.POSITIONAL_ONLY):
+        if p.kind == p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != p.POSITIONAL_ONLY):
             spec.append("/")
     bound = ", ".join(names)
     call = ", ".join(positional + ["%s=%s" % (k, k) for k in keyword])
@@ -160,7 +224,7 @@ def dress(original, index, is_compiling, can_reorder):
         "_naflops_begin": begin,
         "_naflops_mark": mark,
         "_naflops_end": end,
-        "_naflops_original": original,
+        "_naflops_original": original if runs is None else runs,
         "_naflops_hot": hot,
     }
     return build(original, source, scope)

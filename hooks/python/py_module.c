@@ -512,7 +512,10 @@ void nf_py_module_set_torch(PyObject *torch) {
     PyObject *nn = P.PyObject_GetAttrString(torch, "nn");
     PyObject *type = nn ? P.PyObject_GetAttrString(nn, "Module") : NULL;
     PyObject *fn = type ? P.PyObject_GetAttrString(type, "_call_impl") : NULL;
-    PyObject *code = fn ? P.PyObject_GetAttrString(fn, "__code__") : NULL;
+    /* PyFunction_GetCode: reading __code__ by name is an audit event the program sees */
+    PyObject *code = fn && P.PyFunction_GetCode ? P.PyFunction_GetCode(fn) : NULL;
+    if (code) P.Py_IncRef(code); /* borrowed: owned like the attribute read was */
+    P.PyErr_Clear();
     PyObject *name = code ? P.PyObject_GetAttrString(code, "co_name") : NULL;
     PyObject *file = code ? P.PyObject_GetAttrString(code, "co_filename") : NULL;
     M.s_self = P.PyUnicode_InternFromString("self");

@@ -3,6 +3,7 @@
  *   py_backward.c         backward hooks and their counts
  *   py_count.c            counting one call
  *   py_wrapper.c          the eager call path (nf_py_wrapper_def)
+ *   py_call_hook.c        the same path from a function's vectorcall slot (3.12+)
  *   py_compiled.c         the compiled path (builtins Dynamo calls after a graph)
  *   py_bootstrap_side.c   the bootstrap's builtins, and running it
  *   py_audit.c            the audit hook that starts it all (py_natten.h)
@@ -32,6 +33,10 @@ typedef struct nf_wrap {
     int npos;                /* the first npos positionally, the rest by keyword */
     PyObject *kwnames;       /* names of the keyword-only parameters, or NULL */
     bool inner;              /* may run inside another counted op (0.21's generic) */
+    PyObject *names;         /* every parameter's name, in signature order */
+    int nposonly;            /* how many of the first are positional-only */
+    PyObject *twin;          /* 3.12+: the function object that runs the original's
+                              * code for its hooked call (py_call_hook.c), or NULL */
     atomic_bool said;        /* a call of it could not be counted: said once */
     atomic_bool said_window; /* its kernel size and a tensor's window disagreed: said once */
 } nf_wrap;
@@ -82,6 +87,16 @@ const char *nf_py_why_unreadable(const struct nf_argv *a, const nf_wrap *w);
 
 /* py_wrapper.c: the `hot` builtin each wrapper calls. */
 extern nf_py_method_def nf_py_wrapper_def;
+/* The eager path for a call of w whose every parameter is bound in args (borrowed, in
+ * signature order): reads, calls invoke(ctx) in the op's scope, counts. */
+typedef PyObject *(*nf_py_invoke)(void *ctx);
+PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invoke invoke, void *ctx);
+
+/* py_call_hook.c: hook(original, token, n_positional_only) -> twin or None: counts
+ * the function's calls through its vectorcall slot (3.12+), no wrapper. */
+PyObject *nf_py_hook_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* code_of(function) -> its code, read in C (no audit event), or None. */
+PyObject *nf_py_code_of(PyObject *self, PyObject *fn);
 
 /* py_bootstrap_side.c: runs py_bootstrap.py with its builtins; 0 or -1. */
 int nf_py_run_bootstrap(void);

@@ -77,6 +77,11 @@ static bool does_no_work(PyObject *type) {
 /* ------------------------------------------------------------ the wrapper */
 
 /* The original, with every parameter bound: keyword-only ones by keyword. */
+typedef struct nf_bound_call {
+    const nf_wrap *w;
+    PyObject *const *args;
+} nf_bound_call;
+
 static PyObject *call_original(const nf_wrap *w, PyObject *const *args) {
     return nf_py_call_vector(w->original, args, w->npos, w->nparams > w->npos ? w->kwnames : NULL);
 }
@@ -175,14 +180,9 @@ static void check_qk_output(const nf_wrap *w, nf_key *key, PyObject *result) {
     P.PyErr_Clear();
 }
 
-/* The eager path: every parameter bound, in signature order. */
-static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    nf_wrap *w = P.PyCapsule_GetPointer(self, "naflops.wrap");
-    Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
-    if (w == NULL) return NULL;
-    if (nargs != w->nparams || kwnames != NULL) /* not the generated function's call: pass on */
-        return nf_py_call_vector(w->original, args, nargs, kwnames);
-
+/* The eager path: args holds every parameter bound, in signature order (borrowed);
+ * invoke(ctx) makes the call itself. */
+PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invoke invoke, void *ctx) {
     if (nf_py_eager.depth == 0 && w->target->backend == NULL)
         nf_py_eager.epoch++; /* a compiled call left open cannot hold this one */
     if (w->target->backend != NULL || nf_py_eager.depth > 0) {
@@ -191,7 +191,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
             nf_py_eager.backend = nf_py_join_backend(nf_py_eager.backend, w->target->backend);
         else if (w->target->backend != NULL)
             nf_py_compiled_note_backend(w->target->backend);
-        return call_original(w, args);
+        return invoke(ctx);
     }
 
     nf_argv a;
@@ -203,7 +203,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
         bool idle = type != NULL && does_no_work(type);
         guarded = type != NULL && needs_guard(type);
         if (type) P.Py_DecRef(type);
-        if (idle) return call_original(w, args);
+        if (idle) return invoke(ctx);
     }
 
     /* Read the arguments first (no side effects), count only once the call succeeded:
@@ -223,7 +223,7 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     nf_py_eager.depth = 1;
     nf_py_eager.backend = NF_INTERN_NONE;
     nf_scope outer = nf_scope_enter(readable ? &key : NULL);
-    PyObject *result = call_original(w, args);
+    PyObject *result = invoke(ctx);
     nf_scope_leave(outer);
     uint16_t backend = nf_py_eager.backend;
     saved.epoch = nf_py_eager.epoch;
@@ -255,6 +255,22 @@ static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, P
     }
     guard_leave(guard);
     return result;
+}
+
+static PyObject *invoke_bound(void *ctx) {
+    const nf_bound_call *c = ctx;
+    return call_original(c->w, c->args);
+}
+
+/* The generated function's builtin (Python 3.10, 3.11; Dynamo's traced twin). */
+static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    nf_wrap *w = P.PyCapsule_GetPointer(self, "naflops.wrap");
+    Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
+    if (w == NULL) return NULL;
+    if (nargs != w->nparams || kwnames != NULL) /* not the generated function's call: pass on */
+        return nf_py_call_vector(w->original, args, nargs, kwnames);
+    nf_bound_call c = {w, args};
+    return nf_py_counted_call(w, args, invoke_bound, &c);
 }
 
 nf_py_method_def nf_py_wrapper_def = {"naflops_wrapper", (void *)wrapper,
