@@ -180,6 +180,25 @@ print("done", tuple(out.shape))
     assert "na2d()" in plain and "--Call--" in plain
 
 
+def test_pdb_on_311_steps_over_natten(py021, lib, tmp_path):
+    """3.11 keeps the wrapper: `s` lands on its def line, `n` steps over the whole call."""
+    code = SETUP + """
+out = natten.na2d(q2, q2, q2, kernel_size=3)
+print("done", tuple(out.shape))
+"""
+    (tmp_path / "program.py").write_text(code)
+    steps = "b %d\nc\ns\nn\nn\nq\n" % (len(SETUP.splitlines()) + 2)
+    plain, pre = (subprocess.run([py021, "-m", "pdb", "program.py"], cwd=tmp_path, input=steps,
+                                 capture_output=True, text=True, timeout=300,
+                                 env=clean_env(NAFLOPS_WHOLE_MODEL="0", NAFLOPS_SUMMARY="never", **extra)).stdout
+                  for extra in ({}, {"LD_PRELOAD": lib}))
+    line = re.search(r"functional.py\((\d+)\)na2d\(\)\n-> def na2d\(", plain).group(1)
+    body = re.findall(r"functional.py\((\d+)\)na2d\(\)", plain)
+    assert len(set(body)) > 1  # plain: the def line, then NATTEN's own lines
+    assert set(re.findall(r"functional.py\((\d+)\)na2d\(\)", pre)) == {line}  # its call and return only
+    assert "--Return--" in pre
+
+
 TRACE = SETUP + CALLS + """
 calls()  # warm: first-call imports and caches
 events = []
@@ -294,3 +313,49 @@ def test_audit_hooks_see_plain(pyhook, lib, tmp_path):
     assert extra_ids >= 0 and extra_ids % 4 == 0, extra_ids
     assert {k: v for k, v in pre.items() if k not in ("compile", "builtins.id")} == \
         {k: v for k, v in plain.items() if k not in ("compile", "builtins.id")}
+
+
+GRAD_TRACE = """\
+import os, sys, torch, natten
+torch.manual_seed(0)
+q = torch.randn(1, 8, 8, 2, 32, requires_grad=True)
+
+def step():
+    natten.na2d(q, q, q, kernel_size=3).sum().backward()
+
+step()
+events = []
+
+def tracer(frame, event, arg):
+    c = frame.f_code
+    events.append("%s %s:%s %d" % (event, c.co_filename, c.co_name, frame.f_lineno))
+    return tracer
+
+sys.settrace(tracer)
+step()
+sys.settrace(None)
+print(len(events) > 1000)
+print(chr(10).join(e for e in events if "site-packages/natten/" in e or "<naflops" in e or "after_exec" in e))
+"""
+
+
+def test_training_step_traces_only_the_backward_hook(pyhook, lib, tmp_path):
+    """Forward and backward with gradients: Flex's backward (traced by torch itself)
+    gives a different number of events from run to run even plain, so what is
+    compared is NATTEN's own events and the counter's. The only one of ours is the
+    backward hook, a Python function (compiled autograd traces it: README), which
+    3.13's tracer sees once per NATTEN op in each backward; 3.12's does not."""
+    (tmp_path / "program.py").write_text(GRAD_TRACE)
+    plain, pre = (subprocess.run([pyhook, "program.py"], cwd=tmp_path, capture_output=True, text=True,
+                                 timeout=300, env=clean_env(NAFLOPS_WHOLE_MODEL="0", NAFLOPS_SUMMARY="never",
+                                                            PYTHONHASHSEED="0", **extra))
+                  for extra in ({}, {"LD_PRELOAD": lib}))
+    assert plain.returncode == pre.returncode == 0, pre.stderr[-3000:]
+    assert plain.stdout.startswith("True") and "functional.py:na2d" in plain.stdout
+    a, b = plain.stdout.splitlines(), pre.stdout.splitlines()
+    ours = [l for l in b if "<naflops" in l]
+    assert [l for l in b if "<naflops" not in l] == a
+    # one NATTEN op in the traced step: its hook's call, line and return (3.13), or none (3.12)
+    assert [re.sub(r" [0-9]+$", "", l) for l in ours] in (
+        [], ["call <naflops bootstrap>:naflops_backward", "line <naflops bootstrap>:naflops_backward",
+             "return <naflops bootstrap>:naflops_backward"])
