@@ -116,7 +116,8 @@ typedef struct nf_py_allocator {
     X(PyObject *, PyFunction_GetClosure, (PyObject *), false)                                \
     X(int, PyFunction_SetClosure, (PyObject *, PyObject *), false)                           \
     X(int, PyUnicode_Compare, (PyObject *, PyObject *), false)                               \
-    X(PyObject *, PySequence_Tuple, (PyObject *), false)
+    X(PyObject *, PySequence_Tuple, (PyObject *), false)                                     \
+    X(int, PyObject_SetAttrString, (PyObject *, const char *, PyObject *), false)
 
 typedef struct nf_py_api {
 #define NF_PY_FIELD(ret, name, params, required) ret(*name) params;

@@ -52,9 +52,13 @@ static bool remember(PyObject *fn, nf_wrap *w) {
     return false;
 }
 
-/* The twin follows the original's defaults (a program may set __defaults__ or
- * __kwdefaults__ after import); code, globals and closure cannot be set apart. */
+/* The twin follows the original (a program may set __defaults__, __kwdefaults__ or
+ * __code__ after import; globals and closure cannot change). Pointer compares, a set
+ * only when the program set something. */
 static void follow(PyObject *fn, PyObject *twin) {
+    PyObject *code = P.PyFunction_GetCode(fn);
+    if (code != P.PyFunction_GetCode(twin) && P.PyObject_SetAttrString != NULL)
+        P.PyObject_SetAttrString(twin, "__code__", code);
     PyObject *d = P.PyFunction_GetDefaults(fn), *k = P.PyFunction_GetKwDefaults(fn);
     if (d != P.PyFunction_GetDefaults(twin)) P.PyFunction_SetDefaults(twin, d ? d : P.None);
     if (k != P.PyFunction_GetKwDefaults(twin)) P.PyFunction_SetKwDefaults(twin, k ? k : P.None);

@@ -127,6 +127,37 @@ print(natten.na2d.__code__.co_filename.endswith("natten/functional.py"),
     assert len(rows) == 6  # nothing else: no row from inside na2d (its generic call)
 
 
+def test_program_changes_to_the_function_hold(pyhook, lib, tmp_path):
+    """What a program sets on a counted function takes effect as it does plain: new
+    defaults, keyword defaults and even a new __code__ (the twin that runs the code
+    follows the function)."""
+    code = SETUP + """
+f = natten.functional.na2d
+f.__kwdefaults__ = dict(f.__kwdefaults__ or {})
+print(f(q2, q2, q2, kernel_size=3).sum().item())
+old = f.__code__
+def probe(query, key, value, kernel_size, stride=1, dilation=1, is_causal=False, scale=None,
+          additional_keys=None, additional_values=None, attention_kwargs=None, backend=None,
+          q_tile_shape=None, kv_tile_shape=None, backward_q_tile_shape=None, backward_kv_tile_shape=None,
+          backward_kv_splits=None, backward_use_pt_reduction=False, run_persistent_kernel=True,
+          kernel_schedule=None, torch_compile=False, return_lse=False):
+    return "probe", kernel_size, dilation
+f.__code__ = probe.__code__
+print(natten.na2d(q2, q2, q2, 5))
+f.__code__ = old
+f.__defaults__ = (1, 2) + f.__defaults__[2:]
+print(f(q2, q2, q2, kernel_size=3).sum().item())
+"""
+    plain, pre = both(pyhook, lib, code, tmp_path, ["program.py"])
+    assert "('probe', 5, 1)" in plain.stdout
+    import json
+    rows = json.loads((tmp_path / "dump.json").read_text())["ops"]
+    # the new default dilation is what the count reads; the replaced code's call is
+    # still a call of na2d (counted by its arguments, no backend ran), as on 3.11
+    assert [(op["kernel_size"], op["dilation"], op["backend"], op["calls"]) for op in rows] == [
+        ([3, 3], [1, 1], "flex-fna", 1), ([5, 5], [1, 1], None, 1), ([3, 3], [2, 2], "flex-fna", 1)]
+
+
 @pytest.mark.parametrize("entry", BAD_CALLS)
 def test_traceback_is_plain(pyhook, lib, tmp_path, entry):
     code = SETUP + """
