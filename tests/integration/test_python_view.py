@@ -390,3 +390,24 @@ def test_training_step_traces_only_the_backward_hook(pyhook, lib, tmp_path):
     assert [re.sub(r" [0-9]+$", "", l) for l in ours] in (
         [], ["call <naflops bootstrap>:naflops_backward", "line <naflops bootstrap>:naflops_backward",
              "return <naflops bootstrap>:naflops_backward"])
+
+
+@pytest.mark.parametrize("mode", ["X-dev", "PYTHONMALLOC=debug", "PYTHONDEVMODE=1"])
+def test_dev_mode_with_the_hook(pyhook, lib, tmp_path, mode):
+    """Python's debug allocators and dev mode, where the counter runs through the
+    vectorcall slot: the same exit status, output and warnings, every call counted."""
+    from test_devmode_signals import MODES, both as both_dirs
+
+    flags, env = MODES[mode]
+    code = SETUP + CALLS + """
+calls()
+q = torch.randn(1, 8, 8, 2, 32, requires_grad=True)
+natten.na2d(q, q, q, kernel_size=3).sum().backward()
+print("done", sys.flags.dev_mode)
+"""
+    plain, pre = both_dirs(pyhook, lib, code, tmp_path, flags, {"NAFLOPS_OUTPUT": "dump.json", **env})
+    assert plain.returncode == 0 and plain.stdout.startswith("done"), plain.stderr
+    import json
+    d = json.loads((tmp_path / "pre" / "dump.json").read_text())
+    assert sum(o["calls"] for o in d["ops"] if o["pass"] == "forward") == 7
+    assert [o["calls"] for o in d["ops"] if o["pass"] == "backward"] == [1]
