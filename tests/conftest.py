@@ -24,8 +24,9 @@ def _interpreter(flag):
 PY021 = os.environ.get("NAFLOPS_TEST_PY021") or _interpreter("--python")
 PY312 = _interpreter("--python-312")
 PY313 = _interpreter("--python-313")
+PYNEW312 = _interpreter("--python-newest-312")
 PY017 = _interpreter("--python-017")
-PYNEW = _interpreter("--python-newest")
+PYNEW = os.environ.get("NAFLOPS_TEST_PYNEW") or _interpreter("--python-newest")
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,18 @@ def pynew():
     if not Path(PYNEW).exists():
         pytest.fail("newest-torch environment missing: run scripts/setup-test-env")
     return PYNEW
+
+
+@pytest.fixture(scope="session")
+def pynew312():
+    """The newest torch (2.15) with NATTEN 0.21 on CPython 3.12, where the counter
+    counts through the functions' vectorcall slots (no wrapper)."""
+    if not Path(PYNEW312).exists():
+        if os.environ.get("CI"):
+            pytest.fail("torch 2.15 on CPython 3.12 environment missing: run scripts/setup-test-env")
+        pytest.skip("no CPython 3.12 here (scripts/setup-test-env makes the environment where pyenv "
+                    "or python3.12 is found)")
+    return PYNEW312
 
 
 def clean_env(**extra):
