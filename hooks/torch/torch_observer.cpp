@@ -51,6 +51,8 @@
 #include <ATen/ops/bmm_ops.h>
 #include <ATen/ops/mm_ops.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -958,6 +960,20 @@ void install() {
 }
 
 }  // namespace
+
+// One observer serves a torch version under any CPython its wheel supports, but it is
+// compiled with one CPython's headers: inline code from them (pybind11's, through
+// torch's headers) calls _PyThreadState_UncheckedGet, which CPython 3.13 renamed
+// PyThreadState_GetUnchecked. Where the process has the old name (3.12 and before),
+// the dynamic linker binds to it first and this weak copy is never called; on 3.13 it
+// forwards to the new name. Built with 3.13's headers, nothing calls the old name.
+#if PY_VERSION_HEX < 0x030D0000
+extern "C" __attribute__((weak, visibility("default"))) PyThreadState *_PyThreadState_UncheckedGet(void) {
+    using get_fn = PyThreadState *(*)(void);
+    static get_fn get = reinterpret_cast<get_fn>(dlsym(RTLD_DEFAULT, "PyThreadState_GetUnchecked"));
+    return get != nullptr ? get() : PyGILState_GetThisThreadState();
+}
+#endif
 
 extern "C" __attribute__((visibility("default"))) int naflops_observer_start(
     const nf_observer_host *h) {

@@ -411,3 +411,25 @@ print("done", sys.flags.dev_mode)
     d = json.loads((tmp_path / "pre" / "dump.json").read_text())
     assert sum(o["calls"] for o in d["ops"] if o["pass"] == "forward") == 7
     assert [o["calls"] for o in d["ops"] if o["pass"] == "backward"] == [1]
+
+
+def test_whole_model_counted_with_another_pythons_observer(pyhook, lib, tmp_path):
+    """The environments' observer for torch 2.8 is built with the 3.11 interpreter's
+    headers; it loads into 3.12 and 3.13 alike (3.13 renamed a function its inline
+    code calls: the observer forwards the old name), so the whole model is counted."""
+    code = """\
+import torch, natten
+torch.manual_seed(0)
+lin = torch.nn.Linear(64, 64)
+q = torch.randn(1, 8, 8, 2, 32, requires_grad=True)
+natten.na2d(q, q, q, kernel_size=3).sum().backward()
+lin(torch.randn(4, 64)).sum().backward()
+print("ok")
+"""
+    pre = run_program(pyhook, code, tmp_path, lib)
+    assert pre.returncode == 0 and pre.stdout == "ok\n", pre.stderr[-3000:]
+    assert "whole-model count is off" not in pre.stderr
+    rows = {(op["op"], op["pass"]): op["flops"] for op in pre.dump["ops"]}
+    assert rows[("aten::addmm", "forward")] == 2 * 4 * 64 * 64  # Linear: 4x64 @ 64x64
+    assert rows[("aten::mm", "backward")] == 2 * 64 * 4 * 64    # its weight's gradient
+    assert rows[("na2d", "forward")] == 2 * 2 * 64 * 2 * 9 * 32
