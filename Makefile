@@ -58,7 +58,8 @@ observer-default: $(LIB)
 # In this order: one private namespace, each piece using the names of those before it.
 # The finder (the last) is a second string, compiled as importlib's own file.
 BOOTSTRAP_PY := hooks/python/py_bootstrap.py hooks/python/py_bootstrap_dynamo.py hooks/python/py_bootstrap_traced.py \
-                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py
+                hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py \
+                hooks/python/py_bootstrap_aot.py
 BOOTSTRAP_IMPORT_PY := hooks/python/py_bootstrap_finder.py
 EMBED = awk 'BEGIN { print "static const char $(1)[] =" } \
 	     { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print "    \"" $$0 "\\n\"" } \
@@ -172,6 +173,7 @@ bench: $(LIB) env observers
 	scripts/bench-call --lib $(abspath $(LIB))
 	scripts/bench-step --lib $(abspath $(LIB))
 	scripts/bench-modules --lib $(abspath $(LIB))
+	scripts/bench-compiled-run --lib $(abspath $(LIB))
 
 # The observer compiled (not linked) against the headers of every torch minor release
 # from 2.5 to the newest on PyPI, fetched with range requests; a Markdown table on

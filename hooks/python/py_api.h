@@ -117,7 +117,9 @@ typedef struct nf_py_allocator {
     X(int, PyFunction_SetClosure, (PyObject *, PyObject *), false)                           \
     X(int, PyUnicode_Compare, (PyObject *, PyObject *), false)                               \
     X(PyObject *, PySequence_Tuple, (PyObject *), false)                                     \
-    X(int, PyObject_SetAttrString, (PyObject *, const char *, PyObject *), false)
+    X(int, PyObject_SetAttrString, (PyObject *, const char *, PyObject *), false)            \
+    X(PyObject *, PyWeakref_NewRef, (PyObject *, PyObject *), false)                         \
+    X(PyObject *, PyWeakref_GetObject, (PyObject *), false)
 
 typedef struct nf_py_api {
 #define NF_PY_FIELD(ret, name, params, required) ret(*name) params;

@@ -1,4 +1,4 @@
-# The bootstrap, part 6: the import finder that wraps each target module the moment
+# The bootstrap, part 7: the import finder that wraps each target module the moment
 # it has finished executing, and the start: the finder first on sys.meta_path, the
 # report at exit, and whatever was imported before. Compiled apart, filed as
 # importlib's own code ("<frozen importlib._bootstrap_external>"): CPython removes
@@ -9,7 +9,7 @@
 
 class NaflopsFinder:
     def find_spec(self, name, path=None, target=None):
-        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, dynamo_functions, export_trace) and (
+        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, dynamo_functions, export_trace, aot_runtime) and (
             step_target is None or name != step_target[0]
         ):
             return None
@@ -51,6 +51,8 @@ def after_exec(name, module):
         elif name == dynamo_functions:
             if state["hook_calls"]:
                 route_functions(module)
+        elif name == aot_runtime:
+            run_compiled(module)
         else:
             wrap_module(module)
             if name == "natten":

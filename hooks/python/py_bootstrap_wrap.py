@@ -20,7 +20,7 @@ def set_torch():
     if torch is None or not hasattr(torch, "Tensor"):
         return
     state["torch"] = True
-    for helper in (backward_hook, multi_grad_hook, nested_parts, has_tangent):
+    for helper in (backward_hook, multi_grad_hook, nested_parts, has_tangent, backward_plan):
         skip_frame(_c["code_of"](helper), recursive=True)  # (C reads it: no audit event)
     _c["set_torch"](torch, backward_hook, multi_grad_hook, nested_parts, has_tangent)
     config = sys.modules.get(dynamo_config)
@@ -34,6 +34,8 @@ def set_torch():
     functions = sys.modules.get(dynamo_functions)
     if functions is not None and state["hook_calls"]:
         route_functions(functions)
+    if aot_runtime in sys.modules:
+        run_compiled(sys.modules[aot_runtime])
 
 
 def torch_ready(module):

@@ -97,6 +97,10 @@ PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invo
 PyObject *nf_py_hook_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* code_of(function) -> its code, read in C (no audit event), or None. */
 PyObject *nf_py_code_of(PyObject *self, PyObject *fn);
+/* py_aot.c: aot_runner(original, backward_plan) -> the builtin that runs AOTAutograd's
+ * compiled graphs in call_func_at_runtime_with_args's place, each compiled backward
+ * with its recompute plan entered (src/nf_plan.h), or None. */
+PyObject *nf_py_aot_runner(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* py_bootstrap_side.c: runs py_bootstrap.py with its builtins; 0 or -1. */
 int nf_py_run_bootstrap(void);

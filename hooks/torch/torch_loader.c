@@ -14,6 +14,7 @@
 #include "../../src/nf_intern.h"
 #include "../../src/nf_ledger.h"
 #include "../../src/nf_log.h"
+#include "../../src/nf_plan.h"
 #include "../../src/nf_scope.h"
 #include "../../src/nf_step.h"
 #include "../python/py_module.h"
@@ -82,7 +83,17 @@ static _Thread_local struct recent {
     nf_entry *entry;
 } recent[RECENT];
 
-static void count(const nf_aten_call *c) {
+static void count(const nf_aten_call *in) {
+    const nf_aten_call *c = in;
+    nf_aten_call recomputed;
+    /* Inside a compiled backward: forward work the compiler put there is recompute,
+     * as checkpointing's re-run forward is in eager code (nf_plan.h). */
+    if (in->backward && !in->recompute && nf_plan_recomputed(in->op)) {
+        recomputed = *in;
+        recomputed.backward = false;
+        recomputed.recompute = true;
+        c = &recomputed;
+    }
     if (c->backward && !nf_core_config()->backward) return;
     uintptr_t h = ((uintptr_t)c->op >> 4) ^ (uintptr_t)c->flops_lo ^ ((uintptr_t)c->flops_lo >> 17) ^
                   ((uintptr_t)c->module * 7);
