@@ -3,9 +3,10 @@
  *
  * AOTAutograd runs each compiled graph, forward and backward, through one function
  * that runtime_wrappers.py calls by its module-level name,
- * call_func_at_runtime_with_args(f, args, ...) (torch 2.5 to 2.15). The bootstrap
- * puts the builtin made here in that name's place: a builtin, so that no frame of the
- * counter's is on the stack (tracebacks and profilers of a backward are plain's). The
+ * call_func_at_runtime_with_args(f, args, ...) (torch 2.5 to 2.15; run here on 2.6,
+ * 2.8 and 2.15). The bootstrap puts the builtin made here in that name's place: a
+ * builtin, so that no frame of the counter's is on the stack (tracebacks and
+ * profilers of a backward are plain's). The
  * first time it meets a compiled function f, called from AOTAutograd's
  * _backward_impl, it asks the bootstrap for the plan of the backward graph that
  * frame has in reach (py_bootstrap_aot.py); from then on each call of f runs with

@@ -23,7 +23,7 @@ def backward_plan(frame):
     to run, or None when it has no forward work or its graph is out of reach."""
     scope = frame.f_locals
     info = scope.get("lazy_backward_info")  # 2.5 to 2.8: a closure variable
-    if info is None:  # 2.9 and later: held by the backward's lazy compiler
+    if info is None:  # 2.15 (and releases before it that have one): the lazy compiler holds it
         info = getattr(scope.get("backward_compiler"), "lazy_backward_info", None)
     graph = getattr(getattr(info, "bw_module", None), "graph", None)
     if graph is not None:
