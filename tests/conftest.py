@@ -70,6 +70,18 @@ def pynew312():
     return PYNEW312
 
 
+@pytest.fixture(params=["3.12", "3.13"])
+def pyhook(request):
+    """torch 2.8 with NATTEN 0.21.7 on CPython 3.12 and 3.13: no wrapper at all."""
+    py = {"3.12": PY312, "3.13": PY313}[request.param]
+    if not Path(py).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CPython {request.param} environment missing: run scripts/setup-test-env")
+        pytest.skip(f"no CPython {request.param} environment here (scripts/setup-test-env makes it "
+                    "where pyenv or python%s is found)" % request.param)
+    return py
+
+
 def clean_env(**extra):
     """The environment of the test process minus any NAFLOPS_* and preload."""
     env = {k: v for k, v in os.environ.items()

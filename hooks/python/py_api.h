@@ -165,4 +165,10 @@ static inline void nf_py_audit_settle(void) {
 /* Returns a new reference to None. */
 PyObject *nf_py_none(void);
 
+/* A vectorcall's positional count: nargsf without PY_VECTORCALL_ARGUMENTS_OFFSET
+ * (its top bit). */
+static inline Py_ssize_t nf_py_nargs(size_t nargsf) {
+    return (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
+}
+
 #endif

@@ -58,12 +58,7 @@ def graph_plan(graph):
         schema = getattr(node.target, "_schema", None)
         if schema is not None:
             calls.append((schema.name, own, node in needs_grad))
-    calls = [(name, not (own if tagged else from_grad)) for name, own, from_grad in calls]
-    forward = {name for name, recomputed in calls if recomputed}
-    if not forward:
-        return None
-    calls = [c for c in calls if c[0] in forward]
-    return tuple(c[0] for c in calls), tuple(c[1] for c in calls)
+    return plan_from_calls([(name, not (own if tagged else from_grad)) for name, own, from_grad in calls])
 
 
 def code_plan(code):
@@ -85,7 +80,14 @@ def code_plan(code):
             parts = value[len("torch.ops."):].split("(", 1)[0].split(".")
             if len(parts) >= 2:
                 calls.append((parts[0] + "::" + parts[1], name not in needs_grad))
-    forward = {op for op, recomputed in calls if recomputed}
+    return plan_from_calls(calls)
+
+
+def plan_from_calls(calls):
+    """The plan of a backward's (op name, recomputed) calls in graph order: the calls
+    of each name with at least one recomputed, as (names, recomputed); None when none
+    is recomputed."""
+    forward = {name for name, recomputed in calls if recomputed}
     if not forward:
         return None
     calls = [c for c in calls if c[0] in forward]

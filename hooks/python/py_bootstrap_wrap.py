@@ -113,31 +113,6 @@ def _is_function(f):
     return type(f) is function_type and f not in ours_made
 
 
-def parameters(original):
-    """original's parameters, or None for a signature the counter cannot mirror or
-    bind (*args, **kwargs)."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(original, follow_wrapped=False).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    P = inspect.Parameter
-    if any(p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD) for p in params):
-        return None
-    return params
-
-
-def split(params):
-    """(positional names, keyword-only names, how many are positional-only)."""
-    import inspect
-
-    P = inspect.Parameter
-    positional = [p.name for p in params if p.kind != P.KEYWORD_ONLY]
-    keyword = [p.name for p in params if p.kind == P.KEYWORD_ONLY]
-    return positional, keyword, sum(p.kind == P.POSITIONAL_ONLY for p in params)
-
-
 def hook(original, index):
     """Python 3.12+: original counted through its own vectorcall slot, with no frame
     of ours and nothing replaced (py_call_hook.c). False where this CPython cannot:
@@ -176,10 +151,17 @@ def traced_twin(fn):
 def dress(original, index, is_compiling, can_reorder, made=None, runs=None):
     """A real function with original's signature whose body calls C. made: what
     make() gave for it already; runs: what its compiled path calls (original)."""
-    params = parameters(original)
-    if params is None:
+    import inspect
+
+    try:
+        params = list(inspect.signature(original, follow_wrapped=False).parameters.values())
+    except (TypeError, ValueError):
         return None
-    positional, keyword, _ = split(params)
+    P = inspect.Parameter
+    if any(p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD) for p in params):
+        return None
+    positional = [p.name for p in params if p.kind != P.KEYWORD_ONLY]
+    keyword = [p.name for p in params if p.kind == P.KEYWORD_ONLY]
     names = positional + keyword
     if made is None:
         made = make(original, index, tuple(names), len(positional))
@@ -188,10 +170,10 @@ def dress(original, index, is_compiling, can_reorder, made=None, runs=None):
     hot, token, roles = made
     spec = []
     for i, p in enumerate(params):
-        if p.kind == p.KEYWORD_ONLY and "*" not in spec:
+        if p.kind == P.KEYWORD_ONLY and "*" not in spec:
             spec.append("*")
         spec.append(p.name)
-        if p.kind == p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != p.POSITIONAL_ONLY):
+        if p.kind == P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != P.POSITIONAL_ONLY):
             spec.append("/")
     bound = ", ".join(names)
     call = ", ".join(positional + ["%s=%s" % (k, k) for k in keyword])

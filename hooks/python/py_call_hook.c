@@ -126,7 +126,7 @@ static PyObject *hooked_call(PyObject *fn, PyObject *const *args, size_t nargsf,
     PyObject *twin = w->twin;
     follow(fn, twin);
     twin_call c = {twin, args, nargsf, kwnames};
-    Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
+    Py_ssize_t nargs = nf_py_nargs(nargsf);
     PyObject *bound[NF_HOOK_MAX_PARAMS];
     /* The defaults the bound copy borrows from stay alive through the call. */
     PyObject *defaults = P.PyFunction_GetDefaults(fn), *kwdefaults = P.PyFunction_GetKwDefaults(fn);

@@ -18,7 +18,7 @@ static _Thread_local int depth;
 static PyObject *step_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     PyObject *original = P.PyCapsule_GetPointer(self, "naflops.step");
     if (original == NULL) return NULL;
-    Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
+    Py_ssize_t nargs = nf_py_nargs(nargsf);
     depth++;
     PyObject *r = nf_py_call_vector(original, args, nargs, kwnames);
     depth--;

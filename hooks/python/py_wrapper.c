@@ -77,11 +77,6 @@ static bool does_no_work(PyObject *type) {
 /* ------------------------------------------------------------ the wrapper */
 
 /* The original, with every parameter bound: keyword-only ones by keyword. */
-typedef struct nf_bound_call {
-    const nf_wrap *w;
-    PyObject *const *args;
-} nf_bound_call;
-
 static PyObject *call_original(const nf_wrap *w, PyObject *const *args) {
     return nf_py_call_vector(w->original, args, w->npos, w->nparams > w->npos ? w->kwnames : NULL);
 }
@@ -257,6 +252,12 @@ PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invo
     return result;
 }
 
+/* The call a generated wrapper made, every parameter bound. */
+typedef struct nf_bound_call {
+    const nf_wrap *w;
+    PyObject *const *args;
+} nf_bound_call;
+
 static PyObject *invoke_bound(void *ctx) {
     const nf_bound_call *c = ctx;
     return call_original(c->w, c->args);
@@ -265,7 +266,7 @@ static PyObject *invoke_bound(void *ctx) {
 /* The generated function's builtin (Python 3.10, 3.11; Dynamo's traced twin). */
 static PyObject *wrapper(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     nf_wrap *w = P.PyCapsule_GetPointer(self, "naflops.wrap");
-    Py_ssize_t nargs = (Py_ssize_t)(nargsf & ~((size_t)1 << (8 * sizeof(size_t) - 1)));
+    Py_ssize_t nargs = nf_py_nargs(nargsf);
     if (w == NULL) return NULL;
     if (nargs != w->nparams || kwnames != NULL) /* not the generated function's call: pass on */
         return nf_py_call_vector(w->original, args, nargs, kwnames);

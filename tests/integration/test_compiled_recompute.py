@@ -10,7 +10,7 @@ and model FLOPs equal eager checkpointing's and the hand-worked figures, on torc
 """
 import pytest
 
-from conftest import PY312, PY313, run_program
+from conftest import run_program
 from test_compiled_whole_model import PROGRAM as NA_PROGRAM, hand_counts, B, S, C, HEADS, STEPS
 
 STANDIN = str(__import__("pathlib").Path(__file__).resolve().parent / "natten_standin")
@@ -109,12 +109,11 @@ def test_mlp_checkpointed_compiled(torch_env, request, lib, tmp_path):
         assert run.stdout == eager.stdout  # the same gradients
 
 
-@pytest.mark.parametrize("py", [PY312, PY313], ids=["3.12", "3.13"])
-def test_mlp_checkpointed_compiled_new_pythons(py, lib, tmp_path):
+def test_mlp_checkpointed_compiled_new_pythons(pyhook, lib, tmp_path):
     """CPython 3.12 (the frame's locals as a dict) and 3.13 (as a FrameLocalsProxy):
     the compiled backward's graph is reached the same way."""
     forward, backward, recompute = mlp_hand_counts()
-    run = run_mode(py, MLP, tmp_path, lib, ("aot_eager", "0", "1"))
+    run = run_mode(pyhook, MLP, tmp_path, lib, ("aot_eager", "0", "1"))
     assert passes(run.dump) == (forward, backward, recompute)
 
 

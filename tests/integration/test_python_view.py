@@ -16,13 +16,11 @@ both())."""
 import re
 import subprocess
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from conftest import PY312, PY313, clean_env, run_program
+from conftest import clean_env, run_program
 
-INTERPRETERS = {"3.12": PY312, "3.13": PY313}
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 
@@ -44,19 +42,6 @@ def both(py, lib, code, tmp_path, args=(), stdin=None):
         return r.returncode, ADDRESS.sub(" at 0x?", r.stdout), ADDRESS.sub(" at 0x?", chr(10).join(err))
     assert seen(pre) == seen(plain), pre.stderr[-3000:]
     return plain, pre
-
-
-@pytest.fixture(params=sorted(INTERPRETERS))
-def pyhook(request):
-    """torch 2.8 with NATTEN 0.21.7 on CPython 3.12 and 3.13: no wrapper at all."""
-    py = INTERPRETERS[request.param]
-    if not Path(py).exists():
-        import os
-        if os.environ.get("CI"):
-            pytest.fail(f"CPython {request.param} environment missing: run scripts/setup-test-env")
-        pytest.skip(f"no CPython {request.param} environment here (scripts/setup-test-env makes it "
-                    "where pyenv or python%s is found)" % request.param)
-    return py
 
 
 SETUP = """\
