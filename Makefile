@@ -59,7 +59,7 @@ observer-default: $(LIB)
 # The finder (the last) is a second string, compiled as importlib's own file.
 BOOTSTRAP_PY := hooks/python/py_bootstrap.py hooks/python/py_bootstrap_dynamo.py hooks/python/py_bootstrap_traced.py \
                 hooks/python/py_bootstrap_wrap.py hooks/python/py_bootstrap_step.py \
-                hooks/python/py_bootstrap_aot.py
+                hooks/python/py_bootstrap_aot.py hooks/python/py_bootstrap_flex.py
 BOOTSTRAP_IMPORT_PY := hooks/python/py_bootstrap_finder.py
 EMBED = awk 'BEGIN { print "static const char $(1)[] =" } \
 	     { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); print "    \"" $$0 "\\n\"" } \

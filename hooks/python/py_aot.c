@@ -112,7 +112,9 @@ done:
 static PyObject *run_call(PyObject *state, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     const nf_plan *plan = nargs >= 1 ? plan_of(state, args[0]) : NULL;
     bool entered = plan != NULL && nf_plan_enter(plan);
+    nf_py_aot_depth++;
     PyObject *r = P.PyObject_Vectorcall(P.PyTuple_GetItem(state, 0), args, (size_t)nargs, kwnames);
+    nf_py_aot_depth--;
     if (entered) nf_plan_leave();
     return r;
 }

@@ -1,7 +1,7 @@
 # Run once by libnaflops.so (py_bootstrap_side.c), as the concatenation of
 # py_bootstrap.py, py_bootstrap_dynamo.py, py_bootstrap_traced.py,
-# py_bootstrap_wrap.py, py_bootstrap_step.py, py_bootstrap_aot.py and
-# py_bootstrap_finder.py (in that order; the Makefile
+# py_bootstrap_wrap.py, py_bootstrap_step.py, py_bootstrap_aot.py,
+# py_bootstrap_flex.py and py_bootstrap_finder.py (in that order; the Makefile
 # embeds them as one C string) in a private globals dict, never a module's: no name
 # reaches the program. Run inside the first "import" audit event for a natten
 # module or for torch. `_c` holds the C side:
@@ -18,7 +18,10 @@
 #   step_target() -> (module, qualname) or None, step_make(original) -> the
 #       builtin a step function's wrapper calls, step_failed(str): NAFLOPS_STEP;
 #   aot_runner(original, backward_plan) -> AOTAutograd's runner with recompute
-#       plans (py_aot.c), or None.
+#       plans (py_aot.c), or None;
+#   flex_kernel(original, is_backward, natten_mask, GraphModule) -> a kernel of
+#       torch's flex_attention op that counts NATTEN's Flex calls in exported
+#       programs (py_flex.c), or None.
 #
 # A sys.meta_path finder wraps each target module the moment it has finished
 # executing, before any sibling can copy its functions with `from m import f`

@@ -1,4 +1,4 @@
-# The bootstrap, part 7: the import finder that wraps each target module the moment
+# The bootstrap, part 8: the import finder that wraps each target module the moment
 # it has finished executing, and the start: the finder first on sys.meta_path, the
 # report at exit, and whatever was imported before. Compiled apart, filed as
 # importlib's own code ("<frozen importlib._bootstrap_external>"): CPython removes
@@ -9,7 +9,7 @@
 
 class NaflopsFinder:
     def find_spec(self, name, path=None, target=None):
-        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, dynamo_functions, export_trace, aot_runtime) and (
+        if name not in targets and name not in ("torch", "natten", dynamo_config, dynamo_misc, dynamo_functions, export_trace, aot_runtime, flex_module) and (
             step_target is None or name != step_target[0]
         ):
             return None
@@ -53,6 +53,8 @@ def after_exec(name, module):
                 route_functions(module)
         elif name == aot_runtime:
             run_compiled(module)
+        elif name == flex_module:
+            flex_ready(module)
         else:
             wrap_module(module)
             if name == "natten":
@@ -76,5 +78,7 @@ if "natten" in sys.modules and "natten" not in targets:
     natten_ready(sys.modules["natten"])
 if "torch" in sys.modules and hasattr(sys.modules["torch"], "__version__"):
     torch_ready(sys.modules["torch"])
+if flex_module in sys.modules:
+    flex_ready(sys.modules[flex_module])
 if step_target is not None and step_target[0] in sys.modules:
     wrap_step(sys.modules[step_target[0]])

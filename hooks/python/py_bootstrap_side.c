@@ -265,6 +265,7 @@ static nf_py_method_def c_defs[] = {
     {"hook", (void *)nf_py_hook_calls, NF_METH_FASTCALL, NULL},
     {"code_of", (void *)nf_py_code_of, NF_METH_O, NULL},
     {"aot_runner", (void *)nf_py_aot_runner, NF_METH_FASTCALL, NULL},
+    {"flex_kernel", (void *)nf_py_flex_kernel, NF_METH_FASTCALL, NULL},
     {"targets", (void *)py_targets, NF_METH_NOARGS, NULL},
     {"set_version", (void *)py_set_version, NF_METH_O, NULL},
     {"set_torch", (void *)py_set_torch, NF_METH_FASTCALL, NULL},

@@ -141,7 +141,7 @@ static PyObject *hooked_call(PyObject *fn, PyObject *const *args, size_t nargsf,
     return r;
 }
 
-static PyObject *twin_of(PyObject *fn) {
+PyObject *nf_py_twin_of(PyObject *fn) {
     PyObject *qualname = P.PyObject_GetAttrString(fn, "__qualname__");
     PyObject *twin = qualname ? P.PyFunction_NewWithQualName(P.PyFunction_GetCode(fn), P.PyFunction_GetGlobals(fn),
                                                              qualname)
@@ -157,7 +157,7 @@ static PyObject *twin_of(PyObject *fn) {
     return twin;
 }
 
-static bool available(void) {
+bool nf_py_can_hook_calls(void) {
     return P.PyFunction_SetVectorcall && P.PyFunction_NewWithQualName && P.PyFunction_GetCode &&
            P.PyFunction_GetGlobals && P.PyFunction_GetDefaults && P.PyFunction_SetDefaults &&
            P.PyFunction_GetKwDefaults && P.PyFunction_SetKwDefaults && P.PyFunction_GetClosure &&
@@ -168,14 +168,14 @@ static bool available(void) {
  * it), or None where this CPython cannot (the bootstrap then wraps). */
 PyObject *nf_py_hook_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || !available()) return nf_py_none();
+    if (nargs != 3 || !nf_py_can_hook_calls()) return nf_py_none();
     nf_wrap *w = nf_py_wrap((long)P.PyLong_AsLongLong(args[1]));
     long long nposonly = P.PyLong_AsLongLong(args[2]);
     P.PyErr_Clear();
     if (w == NULL || w->original != args[0] || w->names == NULL || w->nparams > NF_HOOK_MAX_PARAMS ||
         P.PyTuple_Size(w->names) != w->nparams || nposonly < 0 || nposonly > w->npos || wrap_of(args[0]) != NULL)
         return nf_py_none();
-    PyObject *twin = twin_of(args[0]);
+    PyObject *twin = nf_py_twin_of(args[0]);
     if (twin == NULL || !remember(args[0], w)) {
         if (twin) P.Py_DecRef(twin);
         P.PyErr_Clear();

@@ -91,16 +91,30 @@ extern nf_py_method_def nf_py_wrapper_def;
  * signature order): reads, calls invoke(ctx) in the op's scope, counts. */
 typedef PyObject *(*nf_py_invoke)(void *ctx);
 PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invoke invoke, void *ctx);
+/* Whether an exception type is torch.utils.checkpoint's early stop (raised inside an
+ * op whose recomputed work was done). Call with no exception set. */
+bool nf_py_is_stop_recomputation(PyObject *type);
 
 /* py_call_hook.c: hook(original, token, n_positional_only) -> twin or None: counts
  * the function's calls through its vectorcall slot (3.12+), no wrapper. */
 PyObject *nf_py_hook_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* Whether this CPython can hook a function's calls through its vectorcall slot
+ * (3.12+), and a twin of fn: a new function with its code, globals, closure and
+ * defaults and the default vectorcall (NULL with an error set). */
+bool nf_py_can_hook_calls(void);
+PyObject *nf_py_twin_of(PyObject *fn);
 /* code_of(function) -> its code, read in C (no audit event), or None. */
 PyObject *nf_py_code_of(PyObject *self, PyObject *fn);
 /* py_aot.c: aot_runner(original, backward_plan) -> the builtin that runs AOTAutograd's
  * compiled graphs in call_func_at_runtime_with_args's place, each compiled backward
  * with its recompute plan entered (src/nf_plan.h), or None. */
 PyObject *nf_py_aot_runner(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* How many of AOTAutograd's compiled graphs the runner is running on this thread. */
+extern _Thread_local int nf_py_aot_depth;
+/* py_flex.c: flex_kernel(original, is_backward, natten_mask, GraphModule) -> the
+ * builtin in place of a kernel of torch's flex_attention op, which counts NATTEN's
+ * Flex calls in exported programs, or None. */
+PyObject *nf_py_flex_kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* py_bootstrap_side.c: runs py_bootstrap.py with its builtins; 0 or -1. */
 int nf_py_run_bootstrap(void);

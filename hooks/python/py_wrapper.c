@@ -92,7 +92,7 @@ static void argv_of(const nf_wrap *w, PyObject *const *args, nf_argv *a) {
 /* Whether an exception type is torch.utils.checkpoint's early stop: raised from a
  * saved-tensor hook inside the op once the recomputation has what it needs, so the
  * op's work was done. Call with no exception set. */
-static bool is_stop_recomputation(PyObject *type) {
+bool nf_py_is_stop_recomputation(PyObject *type) {
     bool stop = false;
     PyObject *name = type ? P.PyObject_GetAttr(type, nf_py_str.name) : NULL;
     if (name) {
@@ -227,7 +227,7 @@ PyObject *nf_py_counted_call(const nf_wrap *w, PyObject *const *args, nf_py_invo
         if (readable) { /* the program's exception is held meanwhile, then handed back */
             PyObject *et, *ev, *tb;
             P.PyErr_Fetch(&et, &ev, &tb);
-            if (is_stop_recomputation(et) && (key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE)
+            if (nf_py_is_stop_recomputation(et) && (key.pass = nf_py_forward_pass()) == NF_PASS_RECOMPUTE)
                 nf_py_count(w, &key, backend, NULL, 0);
             P.PyErr_Restore(et, ev, tb);
         }
