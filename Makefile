@@ -166,7 +166,9 @@ soak: $(LIB) env
 # Overhead of the counter against FlopCounterMode, torch.profiler and fvcore on the CPU
 # (a few minutes): the NA transformer step (NATTEN 0.17), the op-heavy Flex step and
 # single aten ops (NATTEN 0.21, torch 2.8), then the wrapper's own cost per call
-# (bench-call); BENCH_ARGS=--quick for a short run. Table on stdout, JSON in $(BUILD).
+# (bench-call), a step's, modules', a compiled graph run's and an exported Flex call's
+# (bench-step, bench-modules, bench-compiled-run, bench-exported-flex); BENCH_ARGS=--quick
+# for a short run. Table on stdout, JSON in $(BUILD).
 .PHONY: bench
 bench: $(LIB) env observers
 	scripts/bench --lib $(abspath $(LIB)) --out $(BUILD)/bench.json $(BENCH_ARGS)
@@ -174,6 +176,7 @@ bench: $(LIB) env observers
 	scripts/bench-step --lib $(abspath $(LIB))
 	scripts/bench-modules --lib $(abspath $(LIB))
 	scripts/bench-compiled-run --lib $(abspath $(LIB))
+	scripts/bench-exported-flex --lib $(abspath $(LIB)) --python $(PYTHON_NEWEST)
 
 # The observer compiled (not linked) against the headers of every torch minor release
 # from 2.5 to the newest on PyPI, fetched with range requests; a Markdown table on
