@@ -9,8 +9,7 @@
 #define P nf_py
 
 
-/* Reads a sequence of ints (a torch.Size, tuple or list) into out. */
-static int read_int_seq(PyObject *seq, int64_t *out, int max, uint8_t *len) {
+int nf_args_int_seq(PyObject *seq, int64_t *out, int max, uint8_t *len) {
     Py_ssize_t n = P.PySequence_Size(seq);
     if (n < 0 || n > max) return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -41,7 +40,7 @@ int nf_args_shape(PyObject *tensor, int64_t *out, uint8_t *rank) {
         *rank = (uint8_t)n;
     } else if (n < 0) {
         P.PyErr_Clear();
-        rc = read_int_seq(shape, out, NF_MAX_RANK, rank);
+        rc = nf_args_int_seq(shape, out, NF_MAX_RANK, rank);
     }
     P.Py_DecRef(shape);
     return rc;
@@ -63,7 +62,7 @@ static int read_dims_arg(PyObject *v, int na_dim, int64_t fill, int64_t *out) {
     }
     uint8_t n;
     int64_t tmp[NF_MAX_NA_DIM];
-    if (read_int_seq(v, tmp, NF_MAX_NA_DIM, &n) != 0 || n != na_dim) return -1;
+    if (nf_args_int_seq(v, tmp, NF_MAX_NA_DIM, &n) != 0 || n != na_dim) return -1;
     memcpy(out, tmp, sizeof(int64_t) * (size_t)na_dim);
     return 0;
 }
@@ -138,7 +137,7 @@ uint16_t nf_args_dtype_id(PyObject *dt) {
     return id;
 }
 
-static uint16_t dtype_id(PyObject *tensor) {
+uint16_t nf_args_tensor_dtype_id(PyObject *tensor) {
     PyObject *dt = P.PyObject_GetAttr(tensor, nf_s_dtype);
     if (dt == NULL) return NF_INTERN_NONE;
     uint16_t id = nf_args_dtype_id(dt);
@@ -163,7 +162,7 @@ uint16_t nf_args_device_id(PyObject *dev) {
     return id;
 }
 
-static uint16_t device_id(PyObject *tensor) {
+uint16_t nf_args_tensor_device_id(PyObject *tensor) {
     /* CPU tensors, the common case here, without building a torch.device and its str */
     static uint16_t cpu_id;
     if (flag(tensor, nf_s_is_cpu) == 1) {
@@ -280,8 +279,8 @@ int nf_args_key(const nf_target *t, uint16_t op, uint16_t version, const nf_argv
         key->dtype = d->dtype != NULL ? nf_args_dtype_id(d->dtype) : d->dtype_id;
         key->device = d->device != NULL ? nf_args_device_id(d->device) : d->device_id;
     } else {
-        key->dtype = dtype_id(a->v[first]);
-        key->device = device_id(a->v[first]);
+        key->dtype = nf_args_tensor_dtype_id(a->v[first]);
+        key->device = nf_args_tensor_device_id(a->v[first]);
     }
     return agreed;
 }
@@ -326,8 +325,8 @@ static int read_fast(PyObject *t, nf_tdesc *d) {
         return -1;
     uint16_t *dt = &dtype_by_scalar[m.scalar_type];
     uint16_t *dev = &device_by_type[m.device_type][m.device_index + 1];
-    if (*dt == NF_INTERN_NONE) *dt = dtype_id(t);
-    if (*dev == NF_INTERN_NONE) *dev = device_id(t);
+    if (*dt == NF_INTERN_NONE) *dt = nf_args_tensor_dtype_id(t);
+    if (*dev == NF_INTERN_NONE) *dev = nf_args_tensor_device_id(t);
     if (*dt == NF_INTERN_NONE || *dev == NF_INTERN_NONE) {
         P.PyErr_Clear();
         return -1;

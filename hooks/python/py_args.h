@@ -64,6 +64,14 @@ int nf_args_shape(PyObject *tensor, int64_t *out, uint8_t *rank);
 /* Interned name of a torch.dtype / torch.device object. */
 uint16_t nf_args_dtype_id(PyObject *dtype);
 uint16_t nf_args_device_id(PyObject *device);
+/* Interned name of a tensor's dtype / device (NF_INTERN_NONE where it cannot be
+ * read; an error may be set). */
+uint16_t nf_args_tensor_dtype_id(PyObject *tensor);
+uint16_t nf_args_tensor_device_id(PyObject *tensor);
+
+/* Reads a sequence of ints (a torch.Size, tuple or list) of at most max into out;
+ * -1 otherwise (an error may be set). */
+int nf_args_int_seq(PyObject *seq, int64_t *out, int max, uint8_t *len);
 
 /* Names the hooks read attributes by; set once by nf_args_init. */
 extern PyObject *nf_s_shape, *nf_s_dtype, *nf_s_device, *nf_s_is_cpu, *nf_s_tolist;

@@ -87,58 +87,47 @@ static PyObject *answer_for(PyObject *state, PyObject *mask, int64_t q_len, int6
     return answer;
 }
 
-/* n ints of a tuple into out; false unless exactly n. */
+/* n non-negative ints of a sequence into out; false unless exactly n. */
 static bool ints_of(PyObject *seq, int n, int64_t *out) {
-    if (P.PySequence_Size(seq) != n) return false;
-    for (int i = 0; i < n; i++) {
-        PyObject *v = P.PySequence_GetItem(seq, i);
-        out[i] = v ? P.PyLong_AsLongLong(v) : -1;
-        if (v) P.Py_DecRef(v);
-        if (out[i] < 0 || P.PyErr_Occurred()) return false;
-    }
+    uint8_t len = 0;
+    if (nf_args_int_seq(seq, out, n, &len) != 0 || len != n) return false;
+    for (int i = 0; i < n; i++)
+        if (out[i] < 0) return false;
     return true;
 }
 
-/* Flex's heads-first (batch, heads, tokens, dim) as NATTEN's heads-last layout
- * (batch, *spatial, heads, dim). */
-static bool heads_last(PyObject *t, int na_dim, const int64_t *spatial, int64_t *out, uint8_t *rank) {
-    int64_t s[8];
-    uint8_t r = 0;
-    if (nf_args_shape_of(t, nf_py_torch.tensor_type, s, &r) != 0 || r != 4) return false;
+/* Flex's heads-first shape s (batch, heads, tokens, dim) as NATTEN's heads-last
+ * layout (batch, *spatial, heads, dim). */
+static void heads_last(const int64_t *s, int na_dim, const int64_t *spatial, int64_t *out, uint8_t *rank) {
     out[0] = s[0];
     memcpy(out + 1, spatial, sizeof(int64_t) * (size_t)na_dim);
     out[na_dim + 1] = s[1];
     out[na_dim + 2] = s[3];
     *rank = (uint8_t)(na_dim + 3);
-    return true;
-}
-
-static uint16_t attr_id(PyObject *t, const char *name, uint16_t (*id_of)(PyObject *)) {
-    PyObject *v = P.PyObject_GetAttrString(t, name);
-    uint16_t id = v ? id_of(v) : NF_INTERN_NONE;
-    if (v) P.Py_DecRef(v);
-    return id;
 }
 
 /* The key NATTEN's own call would have (py_args.c's nf_args_key for na{1,2,3}d run
- * on the Flex backend), from the answer (shape, kernel, stride, dilation, causal). */
-static bool key_of(PyObject *answer, PyObject *const *args, nf_key *key) {
+ * on the Flex backend), from the answer (shape, kernel, stride, dilation, causal)
+ * and the rank-4 shapes of query and key, already read. */
+static bool key_of(PyObject *answer, PyObject *const *args, const int64_t *q, const int64_t *kv, nf_key *key) {
     PyObject *parts[5] = {NULL};
     bool ok = P.PySequence_Size(answer) == 5;
     for (int i = 0; ok && i < 5; i++) ok = (parts[i] = P.PySequence_GetItem(answer, i)) != NULL;
     int n = ok ? (int)P.PySequence_Size(parts[0]) : 0;
-    int64_t spatial[NF_MAX_NA_DIM], causal[NF_MAX_NA_DIM];
+    int64_t spatial[NF_MAX_NA_DIM], causal[NF_MAX_NA_DIM], v[NF_MAX_RANK];
+    uint8_t vr = 0;
     nf_key_init(key);
     nf_problem *p = &key->problem;
     ok = ok && n >= 1 && n <= NF_MAX_NA_DIM && ints_of(parts[0], n, spatial) && ints_of(parts[1], n, p->kernel) &&
          ints_of(parts[2], n, p->stride) && ints_of(parts[3], n, p->dilation) && ints_of(parts[4], n, causal) &&
-         heads_last(args[0], n, spatial, p->q_shape, &p->q_rank) &&
-         heads_last(args[1], n, spatial, p->k_shape, &p->k_rank) &&
-         heads_last(args[2], n, spatial, p->v_shape, &p->v_rank);
+         nf_args_shape_of(args[2], nf_py_torch.tensor_type, v, &vr) == 0 && vr == 4;
     for (int i = 0; i < 5; i++)
         if (parts[i]) P.Py_DecRef(parts[i]);
     P.PyErr_Clear();
     if (!ok) return false;
+    heads_last(q, n, spatial, p->q_shape, &p->q_rank);
+    heads_last(kv, n, spatial, p->k_shape, &p->k_rank);
+    heads_last(v, n, spatial, p->v_shape, &p->v_rank);
     p->kind = NF_KIND_FUSED;
     p->layout = NF_HEADS_LAST;
     p->na_dim = (uint8_t)n;
@@ -149,8 +138,8 @@ static bool key_of(PyObject *answer, PyObject *const *args, nf_key *key) {
     key->op = nf_intern(op);
     key->backend = nf_intern("flex-fna");
     key->version = nf_py_version();
-    key->dtype = attr_id(args[0], "dtype", nf_args_dtype_id);
-    key->device = attr_id(args[0], "device", nf_args_device_id);
+    key->dtype = nf_args_tensor_dtype_id(args[0]);
+    key->device = nf_args_tensor_device_id(args[0]);
     P.PyErr_Clear();
     return key->op != NF_INTERN_NONE && key->dtype != NF_INTERN_NONE && key->device != NF_INTERN_NONE;
 }
@@ -219,7 +208,7 @@ static PyObject *flex_run(PyObject *state, PyObject *original, PyObject *const *
     PyObject *block_mask = args[block_mask_at[backward]];
     Py_ssize_t parts = P.PyObject_IsInstance(block_mask, P.TupleType) == 1 ? P.PyTuple_Size(block_mask) : 0;
     PyObject *mask = parts > 0 ? P.PyTuple_GetItem(block_mask, parts - 1) : NULL;
-    int64_t q[8], kv[8];
+    int64_t q[NF_MAX_RANK], kv[NF_MAX_RANK];
     uint8_t qr = 0, kr = 0;
     nf_key key;
     PyObject *answer = NULL;
@@ -229,7 +218,7 @@ static PyObject *flex_run(PyObject *state, PyObject *original, PyObject *const *
         nf_args_shape_of(args[1], nf_py_torch.tensor_type, kv, &kr) == 0 && kr == 4)
         answer = answer_for(state, mask, q[2], kv[2]);
     P.PyErr_Clear();
-    if (answer == NULL || answer == P.None || !key_of(answer, args, &key))
+    if (answer == NULL || answer == P.None || !key_of(answer, args, q, kv, &key))
         return P.PyObject_Vectorcall(original, args, nargsf, kwnames);
 
     /* A backward outside compiled code runs in an autograd node that a counted
