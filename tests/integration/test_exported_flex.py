@@ -108,6 +108,64 @@ def test_exported_rows_equal_eager_py312(pynew312, lib, tmp_path):
     check_rows_equal_eager(pynew312, lib, tmp_path, ("eager", "export"))
 
 
+VIEWED = """\
+import os, sys, torch, natten
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+
+class Net(torch.nn.Module):
+    def forward(self, x):
+        return natten.na2d(x, x, x, kernel_size=3)
+
+
+x = torch.randn(1, 8, 8, 2, 16)
+f = torch.export.export(Net(), (x,), strict=False).module()
+f(x)  # warm: first-call imports and caches (and the counter's look at the mask)
+events = []
+
+
+def tracer(frame, event, arg):
+    c = frame.f_code
+    events.append("%s %s:%s %d" % (event, os.path.basename(c.co_filename), c.co_name, frame.f_lineno))
+    return tracer
+
+
+def profiler(frame, event, arg):
+    c = frame.f_code
+    what = getattr(arg, "__qualname__", "") if event.startswith("c_") else ""
+    events.append("%s %s:%s %s" % (event, os.path.basename(c.co_filename), c.co_name, what))
+
+
+view = {"settrace": sys.settrace, "setprofile": sys.setprofile}[sys.argv[1]]
+view(tracer if sys.argv[1] == "settrace" else profiler)
+f(x)
+view(None)
+print(len(events))
+print(chr(10).join(events))
+"""
+
+
+@pytest.mark.parametrize("view", ["settrace", "setprofile"])
+def test_exported_run_traced_and_profiled_as_plain(pynew312, lib, tmp_path, view):
+    """CPython 3.12: an exported NATTEN Flex call under sys.settrace / sys.setprofile
+    shows the same events preloaded as plain (the op's kernels are hooked through their
+    vectorcall slots, their code runs in its own frames), and is counted."""
+    (tmp_path / "plain").mkdir()
+    plain = run_program(pynew312, VIEWED, tmp_path / "plain", None, args=(view,))
+    (tmp_path / "pre").mkdir()
+    pre = run_program(pynew312, VIEWED, tmp_path / "pre", lib, args=(view,),
+                      env={"NAFLOPS_SUMMARY": "never"})
+    assert plain.returncode == pre.returncode == 0, pre.stderr[-3000:]
+    assert pre.stdout == plain.stdout
+    assert "flex_attention" in plain.stdout and len(plain.stdout.splitlines()) > 50
+    assert pre.stderr == plain.stderr
+    (na,) = [o for o in pre.dump["ops"] if o["kind"] == "fused"]
+    assert (na["op"], na["backend"], na["calls"]) == ("na2d", "flex-fna", 2)
+    assert int(na["flops_per_call"]) == hand_flops((1, 8, 8, 2, 16), dict(kernel_size=3))
+    assert not [o for o in pre.dump["ops"] if o["op"] == "aten::bmm"]
+
+
 OWN_MASK = """\
 import sys, torch
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
